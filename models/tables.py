@@ -100,6 +100,12 @@ class Lead(LeadBase, table=True):
     updated_at: datetime = _utc()
     last_engaged_at: datetime | None = _utc(default=None)  # last contact initiated by the lead (CNIL)
     last_contacted_at: datetime | None = _utc(default=None)
+    # Scoring: fit (who the lead is) and engagement (what it does, decaying since engagement_at).
+    fit_score: float = 0.0
+    engagement_score: float = 0.0
+    engagement_at: datetime | None = _utc(default=None)
+    disqualified_reason: str | None = None
+    last_purchase_at: datetime | None = _utc(default=None)  # customers: reactivation after inactivity
 
 
 class Enrollment(SQLModel, table=True):
@@ -184,6 +190,31 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
     sent_at: datetime | None = _utc(default=None)
+    retry_at: datetime | None = _utc(default=None)  # a retryable failure (never processed) is retried then
+
+
+class EventType(StrEnum):
+    """Normalized event types; the raw provider payload is kept beside each event."""
+
+    PROCESSED = "processed"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    BOUNCE = "bounce"
+    DROPPED = "dropped"
+    OPEN = "open"
+    CLICK = "click"
+    SPAM_REPORT = "spam_report"
+    UNSUBSCRIBE = "unsubscribe"
+    RESUBSCRIBE = "resubscribe"
+    REPLY = "reply"
+    MEETING_BOOKED = "meeting_booked"
+    CONVERTED = "converted"
+    FORM_SUBMITTED = "form_submitted"
+    SMS_STATUS = "sms_status"
+    SMS_STOP = "sms_stop"
+    SMS_START = "sms_start"
+    SMS_HELP = "sms_help"
+    SMS_REPLY = "sms_reply"
 
 
 class Event(SQLModel, table=True):
@@ -246,3 +277,53 @@ class SalesTask(SQLModel, table=True):
     due_at: datetime = _utc()
     created_at: datetime = _utc()
     done_at: datetime | None = _utc(default=None)
+
+
+class FormSubmission(SQLModel, table=True):
+    """A web-form download, stored durably before anything else happens (idempotent on its key)."""
+
+    __tablename__ = "form_submissions"
+    __table_args__ = (Index("ix_submissions_pending", "status", "received_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    form_id: str
+    submission_key: str = Field(unique=True, max_length=128)
+    email: str = Field(max_length=320)
+    lead_id: uuid.UUID  # answered at once; the intake creates or reuses the lead under this id
+    status: str = Field(default="received", sa_type=String(16))  # received | processed | rejected
+    error: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    received_at: datetime = _utc()
+    processed_at: datetime | None = _utc(default=None)
+
+
+class ScoreEntry(SQLModel, table=True):
+    """One line of a lead's score ledger, so every score is explainable."""
+
+    __tablename__ = "score_ledger"
+    __table_args__ = (Index("ix_score_ledger_lead", "lead_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    lead_id: uuid.UUID = Field(foreign_key="leads.id")
+    kind: str = Field(sa_type=String(16))  # fit | engagement | decay | qualification
+    rule: str
+    points: float
+    event_id: uuid.UUID | None = Field(default=None, foreign_key="events.id")
+    detail: str = ""
+    created_at: datetime = _utc()
+
+
+class Promotion(SQLModel, table=True):
+    """An A/B decision: future assignments of a step go to ``variant`` (who, when, why)."""
+
+    __tablename__ = "experiment_promotions"
+    __table_args__ = (Index("ix_promotions_step", "sequence_name", "step_id", "created_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    sequence_name: str
+    step_id: str
+    variant: str
+    keep_holdout: bool = True
+    actor: str
+    reason: str = ""
+    created_at: datetime = _utc()

@@ -144,7 +144,7 @@ def parse_hours(value: object) -> tuple[tuple[time, time | None], ...]:
         start, end = time(h1, m1), (None if h2 == 24 else time(h2, m2))
         if end is not None and end <= start:
             raise ValueError(f"window {part.strip()!r} ends before it starts")
-        if ranges and (ranges[-1][1] is None or start < ranges[-1][1]):  # type: ignore[operator]
+        if ranges and (ranges[-1][1] is None or start < ranges[-1][1]):
             raise ValueError("hour ranges must be in order and must not overlap")
         ranges.append((start, end))
     return tuple(ranges)
@@ -164,7 +164,10 @@ WINDOW_PROFILES: dict[str, WindowSpec] = {
     # Operators' rule for commercial SMS in France (strictest reading): 08:00-20:00 Mon-Sat,
     # never on Sundays or public holidays.
     "fr-marketing": WindowSpec(
-        days=parse_days("mon-sat"), hours=parse_hours("08:00-20:00"), skip_holidays=True, profile="fr-marketing"
+        days=parse_days("mon-sat"),
+        hours=parse_hours("08:00-20:00"),
+        skip_holidays=True,
+        profile="fr-marketing",
     ),
     # Code de la consommation D223-9: phone prospecting weekdays 10:00-13:00 and 14:00-20:00.
     "fr-phone-prospecting": WindowSpec(
@@ -174,7 +177,10 @@ WINDOW_PROFILES: dict[str, WindowSpec] = {
         profile="fr-phone-prospecting",
     ),
     "office-hours": WindowSpec(
-        days=parse_days("mon-fri"), hours=parse_hours("09:00-18:00"), skip_holidays=True, profile="office-hours"
+        days=parse_days("mon-fri"),
+        hours=parse_hours("09:00-18:00"),
+        skip_holidays=True,
+        profile="office-hours",
     ),
     "anytime": WindowSpec(profile="anytime"),
 }
@@ -304,7 +310,8 @@ class Sequence(_Strict):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             hint = next((z for z in sorted(available_timezones()) if z.lower() == value.lower()), None)
             raise ValueError(
-                f"unknown time zone {value!r}" + (f" (did you mean {hint!r}?)" if hint else " (e.g. Europe/Paris)")
+                f"unknown time zone {value!r}"
+                + (f" (did you mean {hint!r}?)" if hint else " (e.g. Europe/Paris)")
             ) from exc
         return value
 

@@ -1,0 +1,137 @@
+"""Dispatch throughput: ``python -m benchmarks.dispatch [--leads N] [--json]``.
+
+N leads are enrolled (half in an email-first sequence, half in an SMS-first one) and all due on a
+Monday morning. Measured side by side in one run:
+
+- **baseline**: the raw-SQL claim + advance loop (``UPDATE ... RETURNING`` 1,000 rows, then one
+  batched advance) over the same rows: the machine's limit for the database work alone;
+- **value**: the real dispatch path (claim -> send-time checks -> render -> outbox rows ->
+  ``sending`` -> in-process null provider -> record -> advance) over the same rows, reset.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, bindparam, text, update
+
+from benchmarks.common import NullChannel, emit, fresh_sqlite, insert_leads, peak_memory_mb, timed
+from channels.base import ChannelKind
+from models.claims import claim_due
+from models.db import make_engine, upgrade
+from models.tables import Enrollment
+from sequences.catalog import SequenceCatalog
+from spirale.dispatch import Dispatcher
+from spirale.enrollment import enroll_leads
+from spirale.settings import Settings
+
+SEQUENCES = Path(__file__).parent / "sequences"
+NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # a Monday, 10:00 in Paris
+TARGET = 20_000
+ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
+
+
+def setup(engine: Engine, leads: int, catalog: SequenceCatalog) -> None:
+    lead_ids = insert_leads(engine, leads, NOW - timedelta(days=1))
+    half = len(lead_ids) // 2
+    with engine.begin() as conn:
+        for name, ids in (("bench-email", lead_ids[:half]), ("bench-sms", lead_ids[half:])):
+            enroll_leads(
+                conn, lead_ids=ids, sequence=catalog.get(name), version=catalog.version(name), now=NOW
+            )
+
+
+def reset(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM outbox"))
+        conn.execute(
+            update(ENROLLMENTS).values(
+                step_index=0,
+                next_due_at=NOW,
+                state="active",
+                claimed_by=None,
+                lease_until=None,
+                last_step_at=None,
+            )
+        )
+
+
+def raw_claim_advance(engine: Engine) -> int:
+    advance = (
+        update(ENROLLMENTS)
+        .where(ENROLLMENTS.c.id == bindparam("b_id"))
+        .values(step_index=1, next_due_at=bindparam("b_due"), claimed_by=None, lease_until=None)
+    )
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            rows = claim_due(conn, now=NOW, worker_id="raw", limit=1000, lease=timedelta(minutes=5))
+            if not rows:
+                return total
+            conn.execute(advance, [{"b_id": r.id, "b_due": NOW + timedelta(days=1)} for r in rows])
+        total += len(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--leads", type=int, default=200_000)
+    parser.add_argument("--db", help="database URL (default: a fresh SQLite file under var/bench)")
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    catalog = SequenceCatalog.open(SEQUENCES)
+    if args.db:
+        upgrade(args.db)
+        engine = make_engine(args.db)
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM outbox; DELETE FROM variant_assignments; DELETE FROM enrollments"))
+            conn.execute(text("DELETE FROM leads"))
+    else:
+        _, engine = fresh_sqlite("dispatch")
+    setup(engine, args.leads, catalog)
+
+    raw_n, raw_s = timed(lambda: raw_claim_advance(engine))
+    reset(engine)
+    settings = Settings(sequences_dir=SEQUENCES, dispatch_batch_size=args.batch, secret_key="bench")  # type: ignore[arg-type]
+    channels = {"email": NullChannel(ChannelKind.EMAIL), "sms": NullChannel(ChannelKind.SMS)}
+    dispatcher = Dispatcher(engine=engine, catalog=catalog, channels=channels, settings=settings)
+    report_holder = []
+
+    def real() -> int:
+        report = dispatcher.dispatch_due(now=NOW)
+        report_holder.append(report)
+        return report.total_sent
+
+    sent, real_s = timed(real)
+    report = report_holder[0]
+    assert sent == args.leads, f"sent {sent} of {args.leads}: {report.summary()}"
+    value, base = sent / real_s, raw_n / raw_s
+    memory = peak_memory_mb()
+    emit(
+        args.json,
+        {
+            "name": "dispatch_sqlite" if not args.db else "dispatch",
+            "value": round(value),
+            "unit": "steps/s",
+            "baseline": round(base),
+            "baseline_name": "raw claim+advance loop",
+            "ratio": round(value / base, 3),
+            "target": TARGET,
+            "leads": args.leads,
+            "peak_memory_mb": round(memory),
+            "sent": dict(report.sent),
+        },
+        [
+            f"dispatch: {sent:,} due steps in {real_s:.1f} s = {value:,.0f} steps/s (target {TARGET:,})",
+            f"baseline raw claim+advance (same run): {raw_n:,} rows in {raw_s:.1f} s = {base:,.0f} rows/s",
+            f"ratio dispatch/baseline: {value / base:.2f}; peak memory {memory:.0f} MB",
+            f"report: {report.summary()}",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""Leads: address normalization, upsert (one lead per email), bulk import, and the template view.
+
+Emails are stored lowercased and validated (``email-validator``, no DNS lookup); phones in E.164
+(``phonenumbers``). A lead is identified by its normalized email, or by its phone when it has no
+email. Consent is only ever granted here, with its proof (source and instant); withdrawing it is an
+opt-out, recorded as a suppression (``models.suppressions``), never a silent overwrite by a later
+form that left the box unticked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+from sqlalchemy import Connection, Insert, Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from models.tables import Lead, LeadStatus
+
+LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
+BULK_CHUNK_ROWS = 5_000
+CONSENT_CHANNELS = ("email", "sms")
+_COLUMNS = frozenset(LEADS.c.keys())
+_UPSERT_FIELDS = frozenset(Lead.model_fields) - {"id", "created_at", "updated_at"}
+
+
+def normalize_email(raw: str) -> str:
+    """The canonical form of an email address: validated syntax, lowercased.
+
+    Raises ``ValueError`` naming the address and the problem.
+    """
+    try:
+        result = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"invalid email address {raw!r}: {exc}") from exc
+    return result.normalized.lower()
+
+
+def normalize_phone(raw: str, default_region: str = "FR") -> str:
+    """The E.164 form of a phone number (``+33612345678``); national numbers are read in
+    ``default_region``. Raises ``ValueError`` naming the number and the problem."""
+    try:
+        number = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"invalid phone number {raw!r}: {exc}") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError(f"invalid phone number {raw!r}: not a valid number for its region")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _lead_fields(data: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
+    fields = dict(data.model_dump(exclude_unset=True) if isinstance(data, BaseModel) else data)
+    unknown = set(fields) - _UPSERT_FIELDS
+    if unknown:
+        raise ValueError(f"unknown lead fields: {', '.join(sorted(unknown))} (put extras in 'attributes')")
+    if fields.get("email"):
+        fields["email"] = normalize_email(fields["email"])
+    if fields.get("phone"):
+        fields["phone"] = normalize_phone(fields["phone"], fields.get("country") or "FR")
+    if fields.get("status"):
+        fields["status"] = LeadStatus(fields["status"]).value
+    if not fields.get("email") and not fields.get("phone"):
+        raise ValueError("a lead needs an email address or a phone number")
+    return fields
+
+
+def _find_lead(session: Session, fields: Mapping[str, Any]) -> Lead | None:
+    if fields.get("email"):
+        return session.exec(select(Lead).where(col(Lead.email) == fields["email"])).first()
+    by_phone = select(Lead).where(col(Lead.phone) == fields["phone"], col(Lead.email).is_(None))
+    return session.exec(by_phone).first()
+
+
+def _grant_consents(lead: Lead, fields: dict[str, Any], now: datetime) -> None:
+    for channel in CONSENT_CHANNELS:
+        given = fields.pop(f"consent_{channel}", None)
+        source = fields.pop(f"consent_{channel}_source", None)
+        given_at = fields.pop(f"consent_{channel}_at", None)
+        if given and not getattr(lead, f"consent_{channel}"):
+            # The first grant is the proof kept; a repeated grant does not rewrite it.
+            setattr(lead, f"consent_{channel}", True)
+            setattr(lead, f"consent_{channel}_source", source or fields.get("source") or lead.source)
+            setattr(lead, f"consent_{channel}_at", given_at or now)
+
+
+def _apply(lead: Lead, fields: Mapping[str, Any], now: datetime) -> None:
+    remaining = dict(fields)
+    _grant_consents(lead, remaining, now)
+    extra = remaining.pop("attributes", None) or {}
+    if extra:
+        lead.attributes = {**(lead.attributes or {}), **extra}
+    for name, value in remaining.items():
+        if value is not None and value != "":
+            setattr(lead, name, value)
+    lead.updated_at = now
+
+
+def upsert_lead(session: Session, *, data: Mapping[str, Any] | BaseModel, now: datetime) -> Lead:
+    """Create the lead, or update the one with the same normalized email (or, without email, the
+    same phone). Only non-empty values overwrite; ``attributes`` are merged; consents are granted
+    with their source and instant and never withdrawn here. The caller commits.
+
+    Raises ``ValueError`` for an invalid address, an unknown field or a lead with no address.
+    """
+    fields = _lead_fields(data)
+    lead = _find_lead(session, fields)
+    if lead is not None:
+        _apply(lead, fields, now)
+        return lead
+    lead = Lead(id=uuid.uuid4(), created_at=now, updated_at=now, attributes={})
+    _apply(lead, fields, now)
+    try:
+        with session.begin_nested():
+            session.add(lead)
+    except IntegrityError:
+        # Another transaction inserted the same email since our lookup: update that lead instead.
+        existing = _find_lead(session, fields)
+        if existing is None:
+            raise
+        _apply(existing, fields, now)
+        return existing
+    return lead
+
+
+def get_lead_by_email(session: Session, email: str) -> Lead | None:
+    """The lead with this email (compared in normalized form), or ``None``.
+    Raises ``ValueError`` when ``email`` is not an email address."""
+    return session.exec(select(Lead).where(col(Lead.email) == normalize_email(email))).first()
+
+
+def _bulk_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+    constants: dict[str, Any] = {}
+    factories: dict[str, Any] = {}
+    for name, info in Lead.model_fields.items():
+        if info.default_factory is not None:
+            factories[name] = info.default_factory
+        elif info.default is not PydanticUndefined:
+            default = info.default
+            constants[name] = default.value if isinstance(default, LeadStatus) else default
+    return constants, factories
+
+
+_BULK_CONSTANTS, _BULK_FACTORIES = _bulk_defaults()
+
+
+def _bulk_row(row: Mapping[str, Any], now: datetime, normalize: bool) -> dict[str, Any]:
+    unknown = row.keys() - _COLUMNS
+    if unknown:
+        raise ValueError(f"unknown lead columns: {', '.join(sorted(unknown))}")
+    full = {**_BULK_CONSTANTS, "created_at": now, "updated_at": now, **row}
+    for name, factory in _BULK_FACTORIES.items():
+        if name not in row:
+            full[name] = factory()
+    if normalize:
+        if full["email"]:
+            full["email"] = normalize_email(full["email"])
+        if full["phone"]:
+            full["phone"] = normalize_phone(full["phone"], full["country"] or "FR")
+    return full
+
+
+def _insert_ignoring_duplicates(conn: Connection) -> Insert:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(LEADS).on_conflict_do_nothing(index_elements=["email"])
+    return sqlite.insert(LEADS).on_conflict_do_nothing(index_elements=["email"])
+
+
+def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def bulk_insert_leads(
+    conn: Connection, rows: Iterable[Mapping[str, Any]], *, now: datetime, normalize: bool = True
+) -> int:
+    """Insert many leads with Core ``executemany`` in chunks; returns how many were inserted.
+
+    Missing columns take the table defaults (a fresh ``id``, ``created_at=now``...). A row whose
+    email already exists is skipped, not updated (use :func:`upsert_lead` to merge). With
+    ``normalize=False`` the rows must already hold :func:`normalize_email` / :func:`normalize_phone`
+    output: validation is the costliest part of an import. The caller commits.
+    """
+    statement = _insert_ignoring_duplicates(conn)
+    inserted = 0
+    for chunk in _chunks(rows, BULK_CHUNK_ROWS):
+        result = conn.execute(statement, [_bulk_row(row, now, normalize) for row in chunk])
+        inserted += result.rowcount
+    return inserted
+
+
+def lead_context(lead: Lead | Row[Any] | Mapping[str, Any]) -> dict[str, Any]:
+    """The plain dict a template sees for a lead (never the ORM object itself)."""
+    if isinstance(lead, Row):
+        values: Mapping[Any, Any] = lead._mapping
+    elif isinstance(lead, Mapping):
+        values = lead
+    else:
+        values = lead.model_dump()
+    status = values.get("status")
+    return {
+        "first_name": values.get("first_name") or "",
+        "last_name": values.get("last_name") or "",
+        "email": values.get("email"),
+        "phone": values.get("phone"),
+        "company": values.get("company") or "",
+        "job_title": values.get("job_title") or "",
+        "country": values.get("country"),
+        "timezone": values.get("timezone"),
+        "status": str(status.value if isinstance(status, LeadStatus) else status or ""),
+        "owner": values.get("owner"),
+        "consent": {channel: bool(values.get(f"consent_{channel}")) for channel in CONSENT_CHANNELS},
+    }

@@ -1,0 +1,173 @@
+"""After a crash or a provider hiccup: what was left half-way is finished, never duplicated.
+
+- ``pending`` rows older than the lease never reached a provider (``sending`` is committed first):
+  they are rebuilt and sent.
+- ``sending`` rows older than the lease may have reached the provider: they become ``unknown``
+  and wait for reconciliation (provider events or a message lookup), never a blind resend.
+- ``failed`` rows with a ``retry_at`` were refused as "not processed" (rate limit, connection
+  refused): once due, a new attempt row is created and sent, up to ``send_max_attempts``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, select, update
+
+from models.tables import OutboxState
+from sequences.catalog import SequenceCatalog
+from spirale.dispatch.batch import PendingSend
+from spirale.dispatch.decide import lead_facts
+from spirale.dispatch.messages import MessageBuilder
+from spirale.dispatch.report import DispatchReport
+from spirale.dispatch.sending import SendRecorder
+from spirale.dispatch.writes import OUTBOX
+from spirale.errors import RenderError, SequenceError
+
+RESEND_COLUMNS = (
+    OUTBOX.c.id,
+    OUTBOX.c.enrollment_id,
+    OUTBOX.c.lead_id,
+    OUTBOX.c.sequence_name,
+    OUTBOX.c.step_id,
+    OUTBOX.c.cycle,
+    OUTBOX.c.attempt,
+    OUTBOX.c.channel,
+    OUTBOX.c.to_address,
+    OUTBOX.c.variant,
+    OUTBOX.c.transactional,
+    OUTBOX.c.provider,
+)
+
+
+@dataclass
+class Recovery:
+    """Finishes work that a crashed or rate-limited dispatcher left behind."""
+
+    catalog: SequenceCatalog
+    builder: MessageBuilder
+    recorder: SendRecorder
+    lease: timedelta
+    max_attempts: int
+
+    def run(self, *, now: datetime, report: DispatchReport) -> None:
+        engine = self.recorder.engine
+        with engine.begin() as conn:
+            self._stale_sending_to_unknown(conn, now, report)
+            orphans = self._take_orphans(conn, now)
+            retries = self._new_attempts(conn, now)
+        report.recovered += len(orphans)
+        report.retried += len(retries)
+        rows = orphans + retries
+        if rows:
+            with engine.connect() as conn:
+                leads = self._leads(conn, {row["lead_id"] for row in rows})
+            sends = [s for s in (self._rebuild(row, leads, now, report) for row in rows) if s is not None]
+            self.recorder.send_and_record(sends, now=now, report=report)
+
+    def _stale_sending_to_unknown(self, conn: Connection, now: datetime, report: DispatchReport) -> None:
+        result = conn.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.state == OutboxState.SENDING.value, OUTBOX.c.updated_at < now - self.lease)
+            .values(
+                state=OutboxState.UNKNOWN.value,
+                error_code="interrupted",
+                error_message="the dispatcher stopped after committing 'sending': reconcile, never resend",
+                updated_at=now,
+            )
+            .returning(OUTBOX.c.channel)
+        )
+        for (channel,) in result:
+            report.unknown[channel] += 1
+
+    def _take_orphans(self, conn: Connection, now: datetime) -> list[dict[str, Any]]:
+        # Refreshing updated_at is the claim: a concurrent recoverer's WHERE no longer matches.
+        result = conn.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.state == OutboxState.PENDING.value, OUTBOX.c.updated_at < now - self.lease)
+            .values(updated_at=now)
+            .returning(*RESEND_COLUMNS)
+        )
+        return [dict(row) for row in result.mappings()]
+
+    def _new_attempts(self, conn: Connection, now: datetime) -> list[dict[str, Any]]:
+        due = conn.execute(
+            update(OUTBOX)
+            .where(
+                and_(
+                    OUTBOX.c.state == OutboxState.FAILED.value,
+                    OUTBOX.c.retry_at.is_not(None),
+                    OUTBOX.c.retry_at <= now,
+                )
+            )
+            .values(retry_at=None, updated_at=now)
+            .returning(*RESEND_COLUMNS)
+        )
+        fresh: list[dict[str, Any]] = []
+        for row in due.mappings():
+            if row["attempt"] >= self.max_attempts:
+                continue
+            new = dict(row) | {"id": uuid.uuid4(), "attempt": row["attempt"] + 1}
+            fresh.append(new)
+        if fresh:
+            conn.execute(
+                OUTBOX.insert(),
+                [
+                    {k: v for k, v in row.items()}
+                    | {"state": OutboxState.PENDING.value, "created_at": now, "updated_at": now}
+                    for row in fresh
+                ],
+            )
+        return fresh
+
+    @staticmethod
+    def _leads(conn: Connection, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+        from spirale.dispatch.engine import LEAD_COLUMNS
+
+        query = select(*LEAD_COLUMNS).where(LEAD_COLUMNS[0].in_(list(lead_ids)))
+        return {row["id"]: lead_facts(row) for row in conn.execute(query).mappings()}
+
+    def _rebuild(
+        self,
+        row: Mapping[str, Any],
+        leads: Mapping[uuid.UUID, Mapping[str, Any]],
+        now: datetime,
+        report: DispatchReport,
+    ) -> PendingSend | None:
+        lead = leads.get(row["lead_id"])
+        try:
+            sequence = self.catalog.get(row["sequence_name"])
+            step = sequence.steps[sequence.step_index(row["step_id"])]
+            if lead is None:
+                raise SequenceError("lead erased")
+            message, _, _ = self.builder.build(
+                row["id"], sequence, step, row["variant"], lead, row["to_address"]
+            )
+        except (SequenceError, RenderError, StopIteration) as exc:
+            self._fail(row["id"], now, str(exc))
+            report.failed[row["channel"]] += 1
+            return None
+        return PendingSend(
+            outbox_id=row["id"],
+            channel=row["channel"],
+            message=message,
+            lead_id=row["lead_id"],
+            enrollment_id=row["enrollment_id"],
+        )
+
+    def _fail(self, outbox_id: uuid.UUID, now: datetime, reason: str) -> None:
+        with self.recorder.engine.begin() as conn:
+            conn.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id == outbox_id, OUTBOX.c.state == OutboxState.PENDING.value)
+                .values(
+                    state=OutboxState.FAILED.value,
+                    error_code="rebuild",
+                    error_message=reason[:500],
+                    updated_at=now,
+                )
+            )

@@ -1,0 +1,65 @@
+"""What one dispatch tick did, per channel and per reason: printed by the CLI, published as a
+Prefect table artifact by the dispatch flow."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields
+
+
+@dataclass
+class DispatchReport:
+    """Counters of one tick. Keys are channels (``email``, ``sms``) or reasons (``window`` ...)."""
+
+    claimed: int = 0
+    batches: int = 0
+    sent: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    unknown: Counter[str] = field(default_factory=Counter)
+    suppressed: Counter[str] = field(default_factory=Counter)
+    deferred: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    tasks: Counter[str] = field(default_factory=Counter)
+    exited: Counter[str] = field(default_factory=Counter)
+    holdout: int = 0
+    completed: int = 0
+    retried: int = 0
+    recovered: int = 0
+
+    def merge(self, other: DispatchReport) -> None:
+        for item in fields(self):
+            mine, theirs = getattr(self, item.name), getattr(other, item.name)
+            if isinstance(mine, Counter):
+                mine.update(theirs)
+            else:
+                setattr(self, item.name, mine + theirs)
+
+    @property
+    def total_sent(self) -> int:
+        return sum(self.sent.values())
+
+    def rows(self) -> list[dict[str, str | int]]:
+        """One row per (outcome, key), for a table artifact or a Rich table."""
+        rows: list[dict[str, str | int]] = [
+            {"outcome": "claimed", "key": "", "count": self.claimed},
+            {"outcome": "holdout", "key": "", "count": self.holdout},
+            {"outcome": "completed", "key": "", "count": self.completed},
+        ]
+        for name in ("sent", "failed", "unknown", "suppressed", "deferred", "skipped", "tasks", "exited"):
+            counter: Counter[str] = getattr(self, name)
+            rows.extend({"outcome": name, "key": key, "count": n} for key, n in sorted(counter.items()))
+        return rows
+
+    def summary(self) -> str:
+        return (
+            f"claimed {self.claimed}, sent {self.total_sent} ({_fmt(self.sent)}), "
+            f"deferred {sum(self.deferred.values())} ({_fmt(self.deferred)}), "
+            f"suppressed {sum(self.suppressed.values())}, failed {sum(self.failed.values())}, "
+            f"unknown {sum(self.unknown.values())}, tasks {sum(self.tasks.values())}, "
+            f"skipped {sum(self.skipped.values())}, exited {sum(self.exited.values())}, "
+            f"holdout {self.holdout}, completed {self.completed}"
+        )
+
+
+def _fmt(counter: Counter[str]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counter.items())) or "-"

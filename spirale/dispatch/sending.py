@@ -1,0 +1,133 @@
+"""Steps 3 and 4 of a batch: commit ``sending`` before any provider call, send through the
+channels, record each outcome. Only the channel's own bounded retries happen here; a message
+that is still rate-limited is recorded ``failed`` with a ``retry_at`` and retried as a new
+attempt by ``recovery.py``; a message with an unknown outcome is never resent from here."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, bindparam, update
+
+from channels.base import AnyChannel as DeliveryChannel
+from channels.base import SendOutcome
+from models.suppressions import suppress
+from models.tables import OutboxState
+from spirale.dispatch.batch import PendingSend
+from spirale.dispatch.report import DispatchReport
+from spirale.dispatch.writes import OUTBOX
+from spirale.errors import ChannelError, PermanentSendError, RetryableSendError, UnknownOutcomeError
+from spirale.settings import Settings
+
+RECORD = (
+    update(OUTBOX)
+    .where(and_(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.state == OutboxState.SENDING.value))
+    .values(
+        state=bindparam("b_state"),
+        provider_message_id=bindparam("b_provider_id"),
+        segments=bindparam("b_segments"),
+        error_code=bindparam("b_error_code"),
+        error_message=bindparam("b_error_message"),
+        sent_at=bindparam("b_sent_at"),
+        retry_at=bindparam("b_retry_at"),
+        updated_at=bindparam("b_now"),
+    )
+)
+DEFAULT_RETRY_DELAY = timedelta(minutes=1)
+
+
+@dataclass
+class SendRecorder:
+    """Sends pending messages through their channels and records the outcomes."""
+
+    engine: Engine
+    channels: Mapping[str, DeliveryChannel]
+    settings: Settings
+
+    def send_and_record(self, sends: Sequence[PendingSend], *, now: datetime, report: DispatchReport) -> None:
+        if not sends:
+            return
+        # Only rows this call moved from pending to sending are sent: a concurrent recoverer that
+        # picked the same orphan gets none of them.
+        moved = self._mark_sending([s.outbox_id for s in sends], now)
+        by_channel: dict[str, list[PendingSend]] = defaultdict(list)
+        for send in sends:
+            if send.outbox_id in moved:
+                by_channel[send.channel].append(send)
+        if not by_channel:
+            return
+        records: list[dict[str, Any]] = []
+        to_suppress: list[tuple[str, str, str]] = []
+        for channel_kind, group in by_channel.items():
+            outcomes = self.channels[channel_kind].send_many([s.message for s in group])
+            for send, outcome in zip(group, outcomes, strict=True):
+                records.append(self._record(send, outcome, now, report, to_suppress))
+        with self.engine.begin() as conn:
+            conn.execute(RECORD, records)
+            for channel, address, reason in to_suppress:
+                suppress(conn, channel=channel, address=address, reason=reason, source="provider", now=now)
+
+    def _mark_sending(self, ids: list[uuid.UUID], now: datetime) -> set[uuid.UUID]:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.id.in_(ids), OUTBOX.c.state == OutboxState.PENDING.value)
+                .values(state=OutboxState.SENDING.value, updated_at=now)
+                .returning(OUTBOX.c.id)
+            )
+            return {row_id for (row_id,) in result}
+
+    def _record(
+        self,
+        send: PendingSend,
+        outcome: SendOutcome,
+        now: datetime,
+        report: DispatchReport,
+        to_suppress: list[tuple[str, str, str]],
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "b_id": send.outbox_id,
+            "b_provider_id": None,
+            "b_segments": None,
+            "b_error_code": None,
+            "b_error_message": None,
+            "b_sent_at": None,
+            "b_retry_at": None,
+            "b_now": now,
+        }
+        if outcome.result is not None:
+            report.sent[send.channel] += 1
+            row |= {
+                "b_state": OutboxState.SENT.value,
+                "b_provider_id": outcome.result.provider_message_id,
+                "b_segments": outcome.result.segments,
+                "b_sent_at": now,
+            }
+            return row
+        error = outcome.error
+        assert error is not None  # a SendOutcome carries exactly one of result / error
+        row |= {"b_error_code": error.provider_code or _status(error), "b_error_message": str(error)[:500]}
+        if isinstance(error, UnknownOutcomeError):
+            report.unknown[send.channel] += 1
+            row["b_state"] = OutboxState.UNKNOWN.value
+        elif isinstance(error, RetryableSendError):
+            report.failed[send.channel] += 1
+            delay = timedelta(seconds=error.retry_after) if error.retry_after else DEFAULT_RETRY_DELAY
+            row |= {"b_state": OutboxState.FAILED.value, "b_retry_at": now + delay}
+        else:
+            report.failed[send.channel] += 1
+            row["b_state"] = OutboxState.FAILED.value
+            if isinstance(error, PermanentSendError) and error.suppress_address:
+                address = getattr(send.message, "to", "")
+                to_suppress.append((send.channel, address, f"provider {error.provider_code or 'refusal'}"))
+                report.suppressed[send.channel] += 1
+        return row
+
+
+def _status(error: ChannelError) -> str | None:
+    return str(error.status_code) if error.status_code is not None else type(error).__name__

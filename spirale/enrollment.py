@@ -1,0 +1,96 @@
+"""Putting leads into a sequence. Bulk and idempotent: a lead already live in the sequence is left
+alone (the partial unique index ``ux_enrollments_live`` guarantees one live enrollment per lead and
+sequence, even with concurrent enrollers). The first step is due at enrollment unless it has a
+``wait``, moved into its channel's window in the lead's time zone."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Table, select
+
+from models.tables import Enrollment, EnrollmentState, Lead
+from sequences.planner import lead_zone, next_due
+from sequences.schema import Sequence as SequenceSpec
+from spirale.dispatch.writes import insert_ignoring_duplicates
+
+ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
+LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
+CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    """How many leads were enrolled now, and how many were already live in the sequence."""
+
+    enrolled: int
+    already: int
+
+
+def enroll_leads(
+    conn: Connection,
+    *,
+    lead_ids: Iterable[uuid.UUID],
+    sequence: SequenceSpec,
+    version: str,
+    now: datetime,
+) -> EnrollResult:
+    """Enroll leads into ``sequence`` (caller commits). Unknown lead ids are ignored."""
+    enrolled = already = 0
+    ids = list(dict.fromkeys(lead_ids))
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        rows = _first_due_rows(conn, chunk, sequence, version, now)
+        before = _live_count(conn, chunk, sequence.name)
+        insert_ignoring_duplicates(conn, ENROLLMENTS, rows)
+        after = _live_count(conn, chunk, sequence.name)
+        enrolled += after - before
+        already += len(rows) - (after - before)
+    return EnrollResult(enrolled=enrolled, already=already)
+
+
+def _first_due_rows(
+    conn: Connection, lead_ids: Sequence[uuid.UUID], sequence: SequenceSpec, version: str, now: datetime
+) -> list[dict[str, object]]:
+    query = select(LEADS.c.id, LEADS.c.timezone, LEADS.c.country).where(LEADS.c.id.in_(lead_ids))
+    zones: dict[tuple[str, str], tuple[ZoneInfo, str]] = {}
+    rows: list[dict[str, object]] = []
+    for lead_id, timezone, country in conn.execute(query):
+        key = (timezone or "", country or "")
+        zone = zones.get(key)
+        if zone is None:
+            zone = zones[key] = lead_zone(sequence, {"timezone": timezone or "", "country": country or ""})
+        tz, lead_country = zone
+        due = next_due(sequence, 0, now, tz=tz, country=lead_country, lead_key=str(lead_id)).at
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "lead_id": lead_id,
+                "sequence_name": sequence.name,
+                "sequence_version": version,
+                "step_index": 0,
+                "cycle": 0,
+                "state": EnrollmentState.ACTIVE.value,
+                "next_due_at": due,
+                "last_step_at": None,
+                "exit_reason": None,
+                "enrolled_at": now,
+                "updated_at": now,
+                "claimed_by": None,
+                "lease_until": None,
+            }
+        )
+    return rows
+
+
+def _live_count(conn: Connection, lead_ids: Sequence[uuid.UUID], sequence_name: str) -> int:
+    query = select(ENROLLMENTS.c.id).where(
+        ENROLLMENTS.c.lead_id.in_(lead_ids),
+        ENROLLMENTS.c.sequence_name == sequence_name,
+        ENROLLMENTS.c.state.in_((EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)),
+    )
+    return len(conn.execute(query).all())
