@@ -30,8 +30,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+# Pass 1: the whole suite on SQLite. Pass 2: every database test again on PostgreSQL
+# (required in CI through SPIRALE_REQUIRE_POSTGRES=1; skipped with a visible reason elsewhere).
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	env -u SPIRALE_TEST_DATABASE_URL $(BIN)/python -m pytest
+	@url="$${SPIRALE_TEST_DATABASE_URL:-$(PG_TEST_URL)}"; \
+	if $(BIN)/python scripts/pg_available.py "$$url"; then \
+	  echo "== PostgreSQL pass on $$url =="; \
+	  SPIRALE_TEST_DATABASE_URL="$$url" $(BIN)/python -m pytest -m "db or postgres"; \
+	elif [ -n "$$SPIRALE_REQUIRE_POSTGRES" ]; then \
+	  echo "PostgreSQL pass required but $$url is unreachable" >&2; exit 1; \
+	else \
+	  echo "== PostgreSQL pass SKIPPED: no server at $$url (set SPIRALE_TEST_DATABASE_URL) =="; \
+	fi
 
 test: lint typecheck pytest
 

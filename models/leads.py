@@ -52,7 +52,8 @@ def normalize_phone(raw: str, default_region: str = "FR") -> str:
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"invalid phone number {raw!r}: {exc}") from exc
+        reason = exc.args[0] if exc.args else str(exc)  # str(exc) prefixes an internal error code
+        raise ValueError(f"invalid phone number {raw!r}: {reason}") from exc
     if not phonenumbers.is_valid_number(number):
         raise ValueError(f"invalid phone number {raw!r}: not a valid number for its region")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -170,9 +171,10 @@ def _bulk_row(row: Mapping[str, Any], now: datetime, normalize: bool) -> dict[st
 
 
 def _insert_ignoring_duplicates(conn: Connection) -> Insert:
+    # RETURNING counts the rows really inserted: batched executemany reports no rowcount on psycopg.
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(LEADS).on_conflict_do_nothing(index_elements=["email"])
-    return sqlite.insert(LEADS).on_conflict_do_nothing(index_elements=["email"])
+        return postgresql.insert(LEADS).on_conflict_do_nothing(index_elements=["email"]).returning(LEADS.c.id)
+    return sqlite.insert(LEADS).on_conflict_do_nothing(index_elements=["email"]).returning(LEADS.c.id)
 
 
 def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
@@ -195,7 +197,7 @@ def bulk_insert_leads(
     inserted = 0
     for chunk in _chunks(rows, BULK_CHUNK_ROWS):
         result = conn.execute(statement, [_bulk_row(row, now, normalize) for row in chunk])
-        inserted += result.rowcount
+        inserted += len(result.all())
     return inserted
 
 
@@ -206,7 +208,7 @@ def lead_context(lead: Lead | Row[Any] | Mapping[str, Any]) -> dict[str, Any]:
     elif isinstance(lead, Mapping):
         values = lead
     else:
-        values = lead.model_dump()
+        values = {name: getattr(lead, name) for name in _CONTEXT_SOURCE}
     status = values.get("status")
     return {
         "first_name": values.get("first_name") or "",
@@ -221,3 +223,9 @@ def lead_context(lead: Lead | Row[Any] | Mapping[str, Any]) -> dict[str, Any]:
         "owner": values.get("owner"),
         "consent": {channel: bool(values.get(f"consent_{channel}")) for channel in CONSENT_CHANNELS},
     }
+
+
+_CONTEXT_SOURCE = (
+    *("first_name", "last_name", "email", "phone", "company", "job_title", "country", "timezone"),
+    *("status", "owner", "consent_email", "consent_sms"),
+)

@@ -79,8 +79,17 @@ def plan(
         timeline.extend(steps)
         previous_at = steps[-1].at
         if sequence.repeat is not None and cycle < count:
-            pinned = _round_up_to_minute(_add_period(steps[0].at, sequence.repeat.every, tz))
+            pinned = cycle_due(sequence, start, cycle, tz)
     return timeline
+
+
+def cycle_due(sequence: Sequence, enrolled_at: datetime, completed: int, tz: ZoneInfo) -> datetime:
+    """When the first step of the next cycle of a recurring sequence falls due, after ``completed``
+    cycles: ``every`` x ``completed`` after enrollment. Anchored on the enrollment, not on the
+    previous cycle's send, so window deferrals never accumulate into drift."""
+    if sequence.repeat is None:
+        raise ValueError(f"sequence {sequence.name!r} does not repeat")
+    return _round_up_to_minute(_add_period(enrolled_at, sequence.repeat.every * completed, tz))
 
 
 def lead_zone(sequence: Sequence, lead: Mapping[str, Any]) -> tuple[ZoneInfo, str]:

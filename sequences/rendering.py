@@ -99,15 +99,25 @@ def sample_context(
 
 _BLOCK_END = re.compile(r"<\s*(br\s*/?|/p|/div|/h[1-6]|/li|/tr|/table)\s*>", re.IGNORECASE)
 _DROPPED = re.compile(r"<(style|script|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_LINK = re.compile(
+    r"""<a\b[^>]*?\bhref\s*=\s*["'](https?://[^"']+)["'][^>]*>(.*?)</a\s*>""", re.IGNORECASE | re.DOTALL
+)
 _TAG = re.compile(r"<[^>]+>")
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(\n\s*)+")
 
 
 def html_to_text(markup: str) -> str:
-    """A simple plain-text version of an HTML email: tags dropped, block ends as line breaks."""
-    text = _TAG.sub("", _BLOCK_END.sub("\n", _DROPPED.sub("", markup)))
+    """A simple plain-text version of an HTML email: tags dropped, block ends as line breaks, web links
+    kept as ``label (url)`` so that the unsubscribe link survives."""
+    text = _LINK.sub(_link_text, _DROPPED.sub("", markup))
+    text = _TAG.sub("", _BLOCK_END.sub("\n", text))
     lines = (" ".join(line.split()) for line in html.unescape(text).splitlines())
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def _link_text(match: re.Match[str]) -> str:
+    url, label = match.group(1), _TAG.sub("", match.group(2)).strip()
+    return url if not label or label == url else f"{label} ({url})"
 
 
 def _template_line(tb: TracebackType | None, filename: str | None) -> int | None:

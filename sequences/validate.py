@@ -71,7 +71,9 @@ def validate_files(files: list[tuple[Path, Path]]) -> list[Diagnostic]:
     names: dict[str, Path] = {}
     diagnostics: list[Diagnostic] = []
     for path, templates_dir in files:
-        renderer = renderers.setdefault(templates_dir, Renderer(templates_dir))
+        renderer = renderers.get(templates_dir) or renderers.setdefault(
+            templates_dir, Renderer(templates_dir)
+        )
         parsed = parse_sequence_file(path)
         diagnostics.extend(check_parsed(parsed, renderer))
         name = parsed.data.get("name") if isinstance(parsed.data, dict) else None

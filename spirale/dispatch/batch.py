@@ -22,6 +22,7 @@ class PendingSend:
     message: EmailMessage | SmsMessage
     lead_id: uuid.UUID
     enrollment_id: uuid.UUID
+    segments: int | None = None
 
 
 @dataclass
@@ -49,15 +50,14 @@ class BatchWrites:
     ) -> None:
         self.advances.append(
             {
-                "b_id": enrollment_id,
-                "b_worker": self.worker_id,
-                "b_step_index": step_index,
-                "b_cycle": cycle,
-                "b_state": state.value,
-                "b_next_due_at": next_due_at,
-                "b_last_step_at": last_step_at,
-                "b_exit_reason": exit_reason,
-                "b_now": self.now,
+                "id": enrollment_id,
+                "worker": self.worker_id,
+                "step_index": step_index,
+                "cycle": cycle,
+                "state": state.value,
+                "next_due_at": next_due_at,
+                "last_step_at": last_step_at,
+                "exit_reason": exit_reason,
             }
         )
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from models.claims import ClaimedEnrollment
 from models.suppressions import address_hash
 from models.tables import EnrollmentState, EventType, OutboxState
-from sequences.planner import lead_zone, next_due
+from sequences.planner import cycle_due, lead_zone, next_due
 from sequences.schema import Channel, ExitCondition, Sequence, Step
 from sequences.variants import HOLDOUT, assign_variant, experiment_step
 from sequences.windows import is_allowed, next_allowed
@@ -132,8 +132,8 @@ class StepDecider:
         """Past the last step: start the next cycle of a recurring policy, or complete."""
         repeat = sequence.repeat
         if repeat is not None and (repeat.times is None or row.cycle + 1 < repeat.times):
-            start = row.enrolled_at + repeat.every * (row.cycle + 1)
             tz, country = self._zone(sequence, lead)
+            start = cycle_due(sequence, row.enrolled_at, row.cycle + 1, tz)
             window = sequence.window_for(sequence.steps[0].channel)
             due = next_allowed(max(start, self._now), window, tz, country, sequence.steps[0].channel.value).at
             self.writes.advance(
@@ -346,7 +346,7 @@ class StepDecider:
                 **self._row_keys(row, sequence, step, address, variant),
             }
         )
-        self.writes.sends.append(self.builder.pending(outbox_id, step.channel.value, message, row))
+        self.writes.sends.append(self.builder.pending(outbox_id, step.channel.value, message, row, segments))
         if not step.transactional:
             self.facts.recent_sends.setdefault(row.lead_id, []).append(self._now)
         self._advance(row, sequence, lead, previous_at=self._now, sent=True)

@@ -98,8 +98,18 @@ class MessageBuilder:
         return sms, None, sms_length(body).segments
 
     def pending(
-        self, outbox_id: uuid.UUID, channel: str, message: EmailMessage | SmsMessage, row: ClaimedEnrollment
+        self,
+        outbox_id: uuid.UUID,
+        channel: str,
+        message: EmailMessage | SmsMessage,
+        row: ClaimedEnrollment,
+        segments: int | None,
     ) -> PendingSend:
         return PendingSend(
-            outbox_id=outbox_id, channel=channel, message=message, lead_id=row.lead_id, enrollment_id=row.id
+            outbox_id=outbox_id,
+            channel=channel,
+            message=message,
+            lead_id=row.lead_id,
+            enrollment_id=row.id,
+            segments=segments,
         )

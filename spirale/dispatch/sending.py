@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, update
+from sqlalchemy import Engine, update
 
 from channels.base import AnyChannel as DeliveryChannel
 from channels.base import SendOutcome
+from models.bulk import update_rows
 from models.suppressions import suppress
 from models.tables import OutboxState
 from spirale.dispatch.batch import PendingSend
@@ -24,19 +25,14 @@ from spirale.dispatch.writes import OUTBOX
 from spirale.errors import ChannelError, PermanentSendError, RetryableSendError, UnknownOutcomeError
 from spirale.settings import Settings
 
-RECORD = (
-    update(OUTBOX)
-    .where(and_(OUTBOX.c.id == bindparam("b_id"), OUTBOX.c.state == OutboxState.SENDING.value))
-    .values(
-        state=bindparam("b_state"),
-        provider_message_id=bindparam("b_provider_id"),
-        segments=bindparam("b_segments"),
-        error_code=bindparam("b_error_code"),
-        error_message=bindparam("b_error_message"),
-        sent_at=bindparam("b_sent_at"),
-        retry_at=bindparam("b_retry_at"),
-        updated_at=bindparam("b_now"),
-    )
+RECORDED_COLUMNS = (
+    "state",
+    "provider_message_id",
+    "segments",
+    "error_code",
+    "error_message",
+    "sent_at",
+    "retry_at",
 )
 DEFAULT_RETRY_DELAY = timedelta(minutes=1)
 
@@ -68,7 +64,14 @@ class SendRecorder:
             for send, outcome in zip(group, outcomes, strict=True):
                 records.append(self._record(send, outcome, now, report, to_suppress))
         with self.engine.begin() as conn:
-            conn.execute(RECORD, records)
+            update_rows(
+                conn,
+                OUTBOX,
+                records,
+                set_columns=RECORDED_COLUMNS,
+                where={"id": "id", "state": "expected"},
+                constants={"updated_at": now},
+            )
             for channel, address, reason in to_suppress:
                 suppress(conn, channel=channel, address=address, reason=reason, source="provider", now=now)
 
@@ -91,37 +94,37 @@ class SendRecorder:
         to_suppress: list[tuple[str, str, str]],
     ) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "b_id": send.outbox_id,
-            "b_provider_id": None,
-            "b_segments": None,
-            "b_error_code": None,
-            "b_error_message": None,
-            "b_sent_at": None,
-            "b_retry_at": None,
-            "b_now": now,
+            "id": send.outbox_id,
+            "expected": OutboxState.SENDING.value,
+            "provider_message_id": None,
+            "segments": send.segments,
+            "error_code": None,
+            "error_message": None,
+            "sent_at": None,
+            "retry_at": None,
         }
         if outcome.result is not None:
             report.sent[send.channel] += 1
             row |= {
-                "b_state": OutboxState.SENT.value,
-                "b_provider_id": outcome.result.provider_message_id,
-                "b_segments": outcome.result.segments,
-                "b_sent_at": now,
+                "state": OutboxState.SENT.value,
+                "provider_message_id": outcome.result.provider_message_id,
+                "segments": outcome.result.segments or send.segments,
+                "sent_at": now,
             }
             return row
         error = outcome.error
         assert error is not None  # a SendOutcome carries exactly one of result / error
-        row |= {"b_error_code": error.provider_code or _status(error), "b_error_message": str(error)[:500]}
+        row |= {"error_code": error.provider_code or _status(error), "error_message": str(error)[:500]}
         if isinstance(error, UnknownOutcomeError):
             report.unknown[send.channel] += 1
-            row["b_state"] = OutboxState.UNKNOWN.value
+            row["state"] = OutboxState.UNKNOWN.value
         elif isinstance(error, RetryableSendError):
             report.failed[send.channel] += 1
             delay = timedelta(seconds=error.retry_after) if error.retry_after else DEFAULT_RETRY_DELAY
-            row |= {"b_state": OutboxState.FAILED.value, "b_retry_at": now + delay}
+            row |= {"state": OutboxState.FAILED.value, "retry_at": now + delay}
         else:
             report.failed[send.channel] += 1
-            row["b_state"] = OutboxState.FAILED.value
+            row["state"] = OutboxState.FAILED.value
             if isinstance(error, PermanentSendError) and error.suppress_address:
                 address = getattr(send.message, "to", "")
                 to_suppress.append((send.channel, address, f"provider {error.provider_code or 'refusal'}"))

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table
 
+from models.bulk import insert_rows, update_rows
 from models.tables import Enrollment, OutboxMessage, SalesTask, VariantAssignment
 from spirale.dispatch.batch import BatchWrites
 from spirale.errors import SpiraleError
@@ -19,21 +19,7 @@ OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 ASSIGNMENTS: Table = VariantAssignment.__table__  # type: ignore[attr-defined]
 TASKS: Table = SalesTask.__table__  # type: ignore[attr-defined]
 
-ADVANCE = (
-    update(ENROLLMENTS)
-    .where(and_(ENROLLMENTS.c.id == bindparam("b_id"), ENROLLMENTS.c.claimed_by == bindparam("b_worker")))
-    .values(
-        step_index=bindparam("b_step_index"),
-        cycle=bindparam("b_cycle"),
-        state=bindparam("b_state"),
-        next_due_at=bindparam("b_next_due_at"),
-        last_step_at=bindparam("b_last_step_at"),
-        exit_reason=bindparam("b_exit_reason"),
-        updated_at=bindparam("b_now"),
-        claimed_by=None,
-        lease_until=None,
-    )
-)
+ADVANCED_COLUMNS = ("step_index", "cycle", "state", "next_due_at", "last_step_at", "exit_reason")
 
 
 class LeaseLostError(SpiraleError):
@@ -42,21 +28,21 @@ class LeaseLostError(SpiraleError):
 
 def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL (idempotent re-decisions)."""
-    if not rows:
-        return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).on_conflict_do_nothing(), list(rows))
+    insert_rows(conn, table, rows, ignore_duplicates=True)
 
 
 def flush_decisions(conn: Connection, writes: BatchWrites) -> None:
     """Write outbox rows, advances, assignments and tasks of one batch (caller commits)."""
-    if writes.outbox:
-        conn.execute(OUTBOX.insert(), writes.outbox)
-    insert_ignoring_duplicates(conn, ASSIGNMENTS, writes.assignments)
-    insert_ignoring_duplicates(conn, TASKS, writes.tasks)
-    if writes.advances:
-        result = conn.execute(ADVANCE, writes.advances)
-        if result.rowcount >= 0 and result.rowcount != len(writes.advances):
-            raise LeaseLostError(
-                f"lease lost on {len(writes.advances) - result.rowcount} of {len(writes.advances)} rows"
-            )
+    insert_rows(conn, OUTBOX, writes.outbox)
+    insert_rows(conn, ASSIGNMENTS, writes.assignments, ignore_duplicates=True)
+    insert_rows(conn, TASKS, writes.tasks, ignore_duplicates=True)
+    changed = update_rows(
+        conn,
+        ENROLLMENTS,
+        writes.advances,
+        set_columns=ADVANCED_COLUMNS,
+        where={"id": "id", "claimed_by": "worker"},
+        constants={"updated_at": writes.now, "claimed_by": None, "lease_until": None},
+    )
+    if changed >= 0 and changed != len(writes.advances):
+        raise LeaseLostError(f"lease lost on {len(writes.advances) - changed} of {len(writes.advances)} rows")

@@ -50,7 +50,7 @@ def _check(text: str) -> None:
         assert (sequence is None) == bool(diagnostics)
         if sequence is not None:
             assert isinstance(sequence, Sequence)
-        line_count = max(1, text.count("\n") + 1)
+        line_count = len(text.splitlines()) + 1  # YAML also breaks lines on \r, NEL, U+2028 ...
         for diagnostic in [*diagnostics, *validate_sequence_file(path, TEMPLATES)]:
             assert isinstance(diagnostic, Diagnostic)
             assert 1 <= diagnostic.line <= line_count + 1

@@ -124,7 +124,7 @@ def test_planned_steps_carry_channel_cycle_and_variants() -> None:
     )
 
 
-def test_repeat_restarts_every_month_after_the_previous_first_step_in_local_time() -> None:
+def test_repeat_restarts_every_month_after_enrollment_in_local_time() -> None:
     seq = sequence([email("check-in"), email("offer", wait="2d")], repeat={"every": "P1M", "times": 3})
     timeline = plan(seq, LEAD, paris(2026, 2, 27, 10, 0), cycles=5, condition=always)
     firsts = [p.at for p in timeline if p.step_id == "check-in"]
@@ -133,7 +133,7 @@ def test_repeat_restarts_every_month_after_the_previous_first_step_in_local_time
     assert timeline[2].gap == paris(2026, 3, 27, 10, 0) - paris(2026, 3, 1, 10, 0)
 
 
-def test_repeat_counts_from_the_moved_first_step_and_is_windowed_again() -> None:
+def test_repeat_is_anchored_on_enrollment_and_windowed_again() -> None:
     seq = sequence([sms("call-me")], repeat={"every": "7d"})
     timeline = plan(seq, LEAD, paris(2026, 12, 13, 12, 0), cycles=3, condition=always)  # a Sunday
     assert [p.at for p in timeline] == [

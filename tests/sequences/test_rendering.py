@@ -124,6 +124,16 @@ def test_html_to_text_drops_styles_and_keeps_paragraphs() -> None:
     assert html_to_text(markup) == "Un\n\nDeux é\ntrois\n"
 
 
+def test_html_to_text_keeps_web_links() -> None:
+    markup = (
+        '<p><a href="https://x.example/u/t?a=1&amp;b=2" style="c">Se <b>désinscrire</b></a> '
+        "<a href='https://x.example/'>https://x.example/</a> <a href=\"mailto:a@b.fr\">écrire</a></p>"
+    )
+    assert (
+        html_to_text(markup) == "Se désinscrire (https://x.example/u/t?a=1&b=2) https://x.example/ écrire\n"
+    )
+
+
 def test_sms_from_a_template_and_manual_notes(renderer: Renderer) -> None:
     assert _render(renderer, "reminder").text == "Spirale: rappel pour Camille. STOP au 36180"
     assert _render(renderer, "call") == RenderedMessage(None, None, "Appeler Camille au +33612345678")

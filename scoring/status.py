@@ -1,0 +1,73 @@
+"""Lead status from the scores: hot, warm or cold, and the moves between them.
+
+Only prospects are scored into a status. Disqualified leads, customers and former customers keep
+theirs. A hot lead whose sales cadence is still running stays hot even if its engagement fades:
+sales makes its attempts first, and the hand-back (``scoring.cadence``) decides what comes next.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Table, select
+
+from models.tables import Enrollment, EnrollmentState, LeadStatus
+from scoring.fit import grade_of
+from scoring.rules import ScoringRules
+
+ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
+LIVE = (EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)
+SCORED = frozenset({LeadStatus.HOT.value, LeadStatus.WARM.value, LeadStatus.COLD.value})
+
+
+@dataclass(frozen=True, slots=True)
+class StatusMove:
+    """A lead changing status (``old`` is ``None`` for a new lead), with the reason in words.
+    ``sequence`` asks routing for a specific warm sequence (the one of a form)."""
+
+    lead_id: uuid.UUID
+    old: str | None
+    new: str
+    reason: str
+    sequence: str | None = None
+
+
+def status_of(fit: float, engagement: float, rules: ScoringRules) -> LeadStatus:
+    """Hot, warm or cold from the fit grade and the (already decayed) engagement."""
+    threshold = rules.thresholds[grade_of(fit, rules)]
+    if threshold.hot is not None and engagement >= threshold.hot:
+        return LeadStatus.HOT
+    if threshold.warm is not None and engagement >= threshold.warm:
+        return LeadStatus.WARM
+    return LeadStatus.COLD
+
+
+def next_status(
+    current: str | None, fit: float, engagement: float, rules: ScoringRules, *, held_by_sales: bool = False
+) -> LeadStatus | None:
+    """The status a lead should move to, or ``None`` when it stays where it is."""
+    if current is not None and current not in SCORED:
+        return None
+    computed = status_of(fit, engagement, rules)
+    if held_by_sales and current == LeadStatus.HOT.value:
+        return None
+    return computed if computed.value != current else None
+
+
+def why(fit: float, engagement: float, rules: ScoringRules) -> str:
+    """The scores behind a status, in words (``"fit 55 (A), engagement 32.5"``)."""
+    return f"fit {fit:g} ({grade_of(fit, rules).value}), engagement {engagement:.1f}"
+
+
+def held_by_sales(conn: Connection, lead_ids: Collection[uuid.UUID], rules: ScoringRules) -> set[uuid.UUID]:
+    """Those of ``lead_ids`` with a live enrollment in the hot sequence (the sales cadence)."""
+    if not lead_ids:
+        return set()
+    query = select(ENROLLMENTS.c.lead_id).where(
+        ENROLLMENTS.c.lead_id.in_(list(lead_ids)),
+        ENROLLMENTS.c.sequence_name == rules.routing.hot,
+        ENROLLMENTS.c.state.in_(LIVE),
+    )
+    return set(conn.execute(query).scalars())
