@@ -10,16 +10,17 @@ form that left the box unticked.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Connection, Insert, Table
+from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
@@ -139,12 +140,12 @@ def get_lead_by_email(session: Session, email: str) -> Lead | None:
     return session.exec(select(Lead).where(col(Lead.email) == normalize_email(email))).first()
 
 
-def _bulk_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+def _bulk_defaults() -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
     constants: dict[str, Any] = {}
-    factories: dict[str, Any] = {}
+    factories: dict[str, Callable[[], Any]] = {}
     for name, info in Lead.model_fields.items():
         if info.default_factory is not None:
-            factories[name] = info.default_factory
+            factories[name] = cast(Callable[[], Any], info.default_factory)
         elif info.default is not PydanticUndefined:
             default = info.default
             constants[name] = default.value if isinstance(default, LeadStatus) else default
@@ -154,27 +155,55 @@ def _bulk_defaults() -> tuple[dict[str, Any], dict[str, Any]]:
 _BULK_CONSTANTS, _BULK_FACTORIES = _bulk_defaults()
 
 
-def _bulk_row(row: Mapping[str, Any], now: datetime, normalize: bool) -> dict[str, Any]:
-    unknown = row.keys() - _COLUMNS
-    if unknown:
-        raise ValueError(f"unknown lead columns: {', '.join(sorted(unknown))}")
-    full = {**_BULK_CONSTANTS, "created_at": now, "updated_at": now, **row}
-    for name, factory in _BULK_FACTORIES.items():
-        if name not in row:
-            full[name] = factory()
-    if normalize:
-        if full["email"]:
-            full["email"] = normalize_email(full["email"])
-        if full["phone"]:
-            full["phone"] = normalize_phone(full["phone"], full["country"] or "FR")
-    return full
+@dataclass(frozen=True, slots=True)
+class _BulkInsert:
+    """``INSERT ... ON CONFLICT (email) DO NOTHING`` compiled once per dialect, fed rows already
+    converted by SQLAlchemy's own bind processors: on this wide table SQLAlchemy's per-row
+    executemany bookkeeping costs more than the database itself (and psycopg's batched
+    ``insertmanyvalues`` more still), so the driver's ``executemany`` gets plain tuples or dicts."""
+
+    sql: str
+    order: tuple[str, ...] | None  # parameter order when the driver's paramstyle is positional
+    processors: dict[str, Callable[[Any], Any]]
+
+    @classmethod
+    def compile(cls, dialect: Dialect) -> _BulkInsert:
+        insert_module = postgresql if dialect.name == "postgresql" else sqlite
+        statement = insert_module.insert(LEADS).on_conflict_do_nothing(index_elements=["email"])
+        compiled = statement.compile(dialect=dialect)
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for column in LEADS.c:
+            processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                processors[column.key] = processor
+        order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+        return cls(str(compiled), order, processors)
+
+    def convert(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        processors = self.processors
+        return {key: processors[key](value) if key in processors else value for key, value in values.items()}
+
+    def parameters(self, row: Mapping[str, Any], base: Mapping[str, Any]) -> Any:
+        unknown = row.keys() - _COLUMNS
+        if unknown:
+            raise ValueError(f"unknown lead columns: {', '.join(sorted(unknown))}")
+        produced = {name: factory() for name, factory in _BULK_FACTORIES.items() if name not in row}
+        full = {**base, **self.convert(produced), **self.convert(row)}
+        return full if self.order is None else tuple(full[key] for key in self.order)
 
 
-def _insert_ignoring_duplicates(conn: Connection) -> Insert:
-    # RETURNING counts the rows really inserted: batched executemany reports no rowcount on psycopg.
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(LEADS).on_conflict_do_nothing(index_elements=["email"]).returning(LEADS.c.id)
-    return sqlite.insert(LEADS).on_conflict_do_nothing(index_elements=["email"]).returning(LEADS.c.id)
+_bulk_inserts: dict[str, _BulkInsert] = {}
+
+
+def _normalized(row: Mapping[str, Any]) -> dict[str, Any]:
+    fixed = dict(row)
+    if fixed.get("email"):
+        fixed["email"] = normalize_email(fixed["email"])
+    if fixed.get("phone"):
+        fixed["phone"] = normalize_phone(fixed["phone"], fixed.get("country") or "FR")
+    if fixed.get("status"):
+        fixed["status"] = LeadStatus(fixed["status"]).value
+    return fixed
 
 
 def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
@@ -186,18 +215,24 @@ def _chunks(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mappi
 def bulk_insert_leads(
     conn: Connection, rows: Iterable[Mapping[str, Any]], *, now: datetime, normalize: bool = True
 ) -> int:
-    """Insert many leads with Core ``executemany`` in chunks; returns how many were inserted.
+    """Insert many leads with the driver's ``executemany``, in chunks; returns how many were
+    inserted.
 
     Missing columns take the table defaults (a fresh ``id``, ``created_at=now``...). A row whose
     email already exists is skipped, not updated (use :func:`upsert_lead` to merge). With
     ``normalize=False`` the rows must already hold :func:`normalize_email` / :func:`normalize_phone`
-    output: validation is the costliest part of an import. The caller commits.
+    output and plain status values: validation is the costliest part of an import. The caller
+    commits.
     """
-    statement = _insert_ignoring_duplicates(conn)
+    bulk = _bulk_inserts.get(conn.dialect.name)
+    if bulk is None:
+        bulk = _bulk_inserts.setdefault(conn.dialect.name, _BulkInsert.compile(conn.dialect))
+    base = bulk.convert({**_BULK_CONSTANTS, "created_at": now, "updated_at": now})
     inserted = 0
     for chunk in _chunks(rows, BULK_CHUNK_ROWS):
-        result = conn.execute(statement, [_bulk_row(row, now, normalize) for row in chunk])
-        inserted += len(result.all())
+        prepared = [_normalized(row) for row in chunk] if normalize else chunk
+        result = conn.exec_driver_sql(bulk.sql, [bulk.parameters(row, base) for row in prepared])
+        inserted += result.rowcount
     return inserted
 
 

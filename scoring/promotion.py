@@ -22,7 +22,7 @@ from datetime import datetime
 from sqlalchemy import Connection, RowMapping, Table, select
 
 from models.tables import Promotion
-from scoring.ab_stats import ExperimentStats
+from scoring.ab_stats import ExperimentStats, probability
 from sequences.schema import Step
 from sequences.variants import HOLDOUT
 from spirale.errors import SpiraleError
@@ -172,7 +172,8 @@ def auto_promote(
     if current is not None and current.variant == winner and current.keep_holdout == keep_holdout:
         return None
     reason = (
-        f"automatic (probability to beat the holdout {chance:.1%} >= {threshold:.0%}): {stats.recommendation}"
+        f"automatic: {probability(chance)} probability to beat the holdout (threshold {threshold:.0%}). "
+        + stats.recommendation
     )
     return promote(
         conn,

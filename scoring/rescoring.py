@@ -73,7 +73,9 @@ def rescore_all(
     last: uuid.UUID | None = None
     while True:
         with engine.begin() as conn:
-            last = _rescore_batch(conn, after=last, now=now, rules=rules, router=router, batch=batch, report=report)
+            last = _rescore_batch(
+                conn, after=last, now=now, rules=rules, router=router, batch=batch, report=report
+            )
         if last is None:
             return report
 
@@ -92,7 +94,7 @@ def _rescore_batch(
     query = select(*_COLUMNS).where(LEADS.c.status != LeadStatus.DISQUALIFIED.value)
     if after is not None:
         query = query.where(LEADS.c.id > after)
-    rows = conn.execute(query.order_by(LEADS.c.id).limit(batch).with_for_update()).all()
+    rows = list(conn.execute(query.order_by(LEADS.c.id).limit(batch).with_for_update()))
     if not rows:
         return None
     report.batches += 1
@@ -134,7 +136,12 @@ def _decay(
 
 
 def _moves(
-    conn: Connection, rows: list[Any], engagement: dict[uuid.UUID, float], *, now: datetime, rules: ScoringRules
+    conn: Connection,
+    rows: list[Any],
+    engagement: dict[uuid.UUID, float],
+    *,
+    now: datetime,
+    rules: ScoringRules,
 ) -> list[StatusMove]:
     moves: list[StatusMove] = []
     cooling: list[Any] = []
@@ -148,13 +155,20 @@ def _moves(
                 cooling.append((row, new))
             else:
                 moves.append(_move(row, new, engagement[row.id], rules))
-        elif row.status == LeadStatus.CUSTOMER.value and row.last_purchase_at is not None:
-            if row.last_purchase_at < inactive_since:
-                reason = f"no purchase since {row.last_purchase_at.date().isoformat()}"
-                moves.append(StatusMove(row.id, row.status, LeadStatus.FORMER_CUSTOMER.value, reason))
+        elif _inactive_customer(row, inactive_since):
+            reason = f"no purchase since {row.last_purchase_at.date().isoformat()}"
+            moves.append(StatusMove(row.id, row.status, LeadStatus.FORMER_CUSTOMER.value, reason))
     held = held_by_sales(conn, [row.id for row, _ in cooling], rules)
     moves += [_move(row, new, engagement[row.id], rules) for row, new in cooling if row.id not in held]
     return moves
+
+
+def _inactive_customer(row: Any, since: datetime) -> bool:
+    return bool(
+        row.status == LeadStatus.CUSTOMER.value
+        and row.last_purchase_at is not None
+        and row.last_purchase_at < since
+    )
 
 
 def _move(row: Any, new: LeadStatus, engagement: float, rules: ScoringRules) -> StatusMove:

@@ -25,7 +25,17 @@ LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 TEXT_FIELDS = ("first_name", "last_name", "company", "job_title", "timezone")
 #: Keys that describe the submission, not the lead: never copied into attributes.
 RESERVED = frozenset(
-    {"email", "phone", "country", "consent_email", "consent_sms", "attributes", "form_id", "lead_id", "submission_key"}
+    {
+        "email",
+        "phone",
+        "country",
+        "consent_email",
+        "consent_sms",
+        "attributes",
+        "form_id",
+        "lead_id",
+        "submission_key",
+    }
 )
 TRUE = frozenset({"1", "true", "yes", "oui", "on", "x"})
 FALSE = frozenset({"", "0", "false", "no", "non", "off"})
@@ -51,7 +61,13 @@ class LeadInput:
 
     def as_lead(self) -> dict[str, Any]:
         """The mapping qualification and fit read (``email``, ``job_title``, ``attributes`` ...)."""
-        return {"email": self.email, "phone": self.phone, "country": self.country or "FR", **self.text, "attributes": self.attributes}
+        return {
+            "email": self.email,
+            "phone": self.phone,
+            "country": self.country or "FR",
+            **self.text,
+            "attributes": self.attributes,
+        }
 
 
 def parse_flag(value: object) -> bool:
@@ -82,9 +98,9 @@ def parse_lead_input(data: Mapping[str, Any], *, strict_phone: bool = False) -> 
     extra = data.get("attributes")
     lead.attributes = dict(extra) if isinstance(extra, Mapping) else {}
     for key, value in data.items():
-        if key not in RESERVED and key not in TEXT_FIELDS and isinstance(value, str | int | float | bool):
-            if value != "":
-                lead.attributes.setdefault(str(key), value)
+        scalar = isinstance(value, str | int | float | bool) and value != ""
+        if scalar and key not in RESERVED and key not in TEXT_FIELDS:
+            lead.attributes.setdefault(str(key), value)
     return lead
 
 

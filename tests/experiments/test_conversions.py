@@ -81,7 +81,7 @@ def test_csv_import_records_every_row_and_counts_repeats(engine: Engine, make_le
         result = import_conversions_csv(conn, io.StringIO(text), now=T0 + timedelta(days=5))
     assert (result.recorded, result.duplicates, result.errors) == (2, 1, [])
     rows = conversions(engine)
-    assert [(row["lead_id"], row["payload"]["value"]) for row in rows] == [(camille, 149.9), (louis, None)]  # type: ignore[index]
+    assert [(row["lead_id"], row["payload"]["value"]) for row in rows] == [(camille, 149.9), (louis, None)]
     assert rows[0]["occurred_at"] == T0 + timedelta(days=3, hours=1)
     assert rows[0]["received_at"] == T0 + timedelta(days=5)
     assert rows[0]["provider"] == "csv"

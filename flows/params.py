@@ -1,0 +1,111 @@
+"""The parameters of every flow, as Pydantic models (the Prefect UI renders them as forms), and the
+run names built from them.
+
+Every flow takes its clock as a parameter: ``now`` is ``None`` for "the real time", or an instant
+so that tests, the demo and an operator replaying a tick can travel in time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from spirale.clock import utcnow
+from spirale.settings import Settings
+
+RUN_NAME_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+class TickParams(BaseModel):
+    """What every flow accepts: the instant it runs at (default: the real time)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    now: datetime | None = Field(default=None, description="ISO-8601 instant to run at; empty = now")
+
+    def instant(self) -> datetime:
+        """``now`` as an aware UTC instant, or the real time when not given."""
+        if self.now is None:
+            return utcnow()
+        return self.now if self.now.tzinfo else self.now.replace(tzinfo=UTC)
+
+
+class DispatchParams(TickParams):
+    """One dispatch tick: claimed due steps are processed in a few batch tasks."""
+
+    steps_per_task: int = Field(
+        default=20_000, ge=1, le=1_000_000, description="due steps one task handles (in batches)"
+    )
+    max_tasks: int = Field(default=50, ge=1, le=1_000, description="stop the tick after this many tasks")
+    intake_first: bool = Field(
+        default=True, description="take in waiting form submissions before sending (missed triggers)"
+    )
+    intake_limit: int = Field(default=5_000, ge=1, le=100_000)
+
+
+class IntakeParams(TickParams):
+    """One intake run: the submission that triggered it, then anything else still waiting."""
+
+    form_id: str | None = Field(default=None, max_length=100)
+    submission_id: str | None = Field(default=None, max_length=128)
+    limit: int = Field(default=500, ge=1, le=100_000, description="submissions taken per run at most")
+
+
+class EventsParams(TickParams):
+    """One pass over the stored webhook events."""
+
+    limit: int = Field(default=5_000, ge=1, le=100_000)
+
+
+class ReconcileParams(TickParams):
+    """One pass over the outbox rows whose outcome is unknown."""
+
+
+class ScoringParams(TickParams):
+    """The nightly rescoring (decay, thresholds) and the hand-back of finished sales cadences."""
+
+
+class ReactivationParams(TickParams):
+    """The weekly reactivation campaigns: each sequence's audience is selected and enrolled."""
+
+    sequences: list[str] = Field(default_factory=lambda: ["reactivation-offer"], min_length=1)
+
+
+class ABReviewParams(TickParams):
+    """The daily A/B review; ``experiments`` empty = every experiment with a holdout."""
+
+    experiments: list[str] = Field(default_factory=list, description="sequence/step or sequence")
+    metric: str = "conversions"
+    window_days: int = Field(default=30, ge=1, le=365)
+
+
+def load_settings() -> Settings:
+    """The settings of this run, read from the environment each time (a served flow run is a
+    fresh process; in-process runs in tests see the environment they set)."""
+    return Settings()
+
+
+def run_namer(flow: str, *, detail: Callable[[Mapping[str, Any]], str | None] | None = None) -> Callable[[], str]:
+    """A ``flow_run_name`` callable: ``<flow>-2026-12-04T09:00`` (UTC) from the run's ``now``."""
+
+    def name() -> str:
+        from prefect.runtime import flow_run
+
+        params = _params_dict(flow_run.parameters.get("params"))
+        instant = TickParams.model_validate({"now": params.get("now")}).instant()
+        extra = detail(params) if detail else None
+        stamp = instant.astimezone(UTC).strftime(RUN_NAME_FORMAT)
+        return f"{flow}-{extra}-{stamp}" if extra else f"{flow}-{stamp}"
+
+    return name
+
+
+def _params_dict(value: object) -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    if isinstance(value, Mapping):
+        return dict(value)
+    return {}
