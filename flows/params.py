@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,8 @@ from spirale.clock import utcnow
 from spirale.settings import Settings
 
 RUN_NAME_FORMAT = "%Y-%m-%dT%H:%M"
+Metric = Literal["sent", "delivered", "opens", "clicks", "replies", "meetings", "conversions"]
+Detail = Callable[[Mapping[str, Any]], str | None]
 
 
 class TickParams(BaseModel):
@@ -40,10 +42,6 @@ class DispatchParams(TickParams):
         default=20_000, ge=1, le=1_000_000, description="due steps one task handles (in batches)"
     )
     max_tasks: int = Field(default=50, ge=1, le=1_000, description="stop the tick after this many tasks")
-    intake_first: bool = Field(
-        default=True, description="take in waiting form submissions before sending (missed triggers)"
-    )
-    intake_limit: int = Field(default=5_000, ge=1, le=100_000)
 
 
 class IntakeParams(TickParams):
@@ -55,13 +53,19 @@ class IntakeParams(TickParams):
 
 
 class EventsParams(TickParams):
-    """One pass over the stored webhook events."""
+    """The stored webhook events, applied in passes of ``limit`` events (one task each)."""
 
-    limit: int = Field(default=5_000, ge=1, le=100_000)
+    limit: int = Field(default=5_000, ge=1, le=100_000, description="events applied per pass")
+    max_passes: int = Field(default=20, ge=1, le=1_000)
 
 
 class ReconcileParams(TickParams):
     """One pass over the outbox rows whose outcome is unknown."""
+
+    grace_hours: float = Field(
+        default=24.0, gt=0, le=24 * 30, description="after this long with no evidence, a message is failed"
+    )
+    limit: int = Field(default=5_000, ge=1, le=100_000)
 
 
 class ScoringParams(TickParams):
@@ -78,8 +82,14 @@ class ABReviewParams(TickParams):
     """The daily A/B review; ``experiments`` empty = every experiment with a holdout."""
 
     experiments: list[str] = Field(default_factory=list, description="sequence/step or sequence")
-    metric: str = "conversions"
-    window_days: int = Field(default=30, ge=1, le=365)
+    metric: Literal["sent", "delivered", "opens", "clicks", "replies", "meetings", "conversions"] = (
+        "conversions"
+    )
+    window_days: int = Field(default=30, ge=1, le=365, description="attribution window after the send")
+    auto_promote: bool = Field(
+        default=False, description="promote a winner once the sample guard and the threshold are met"
+    )
+    threshold: float = Field(default=0.95, gt=0.5, lt=1.0, description="probability to beat the holdout")
 
 
 def load_settings() -> Settings:
@@ -88,7 +98,9 @@ def load_settings() -> Settings:
     return Settings()
 
 
-def run_namer(flow: str, *, detail: Callable[[Mapping[str, Any]], str | None] | None = None) -> Callable[[], str]:
+def run_namer(
+    flow: str, *, detail: Callable[[Mapping[str, Any]], str | None] | None = None
+) -> Callable[[], str]:
     """A ``flow_run_name`` callable: ``<flow>-2026-12-04T09:00`` (UTC) from the run's ``now``."""
 
     def name() -> str:

@@ -12,13 +12,27 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table, bindparam, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    update,
+)
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.types import TypeDecorator
 
 
 def _sqlite_datetime(value: datetime) -> str:
@@ -42,26 +56,46 @@ def sqlite_value(value: Any) -> Any:
 
 
 class _Converter:
-    """Converts rows to SQLite tuples, remembering each datetime it formatted: a batch shares a
-    handful of instants (``now``, a few due times) across thousands of rows."""
+    """Converts rows to SQLite tuples. Each column gets the conversion its type needs (plain text,
+    numbers and booleans pass through untouched), and each datetime is formatted once: a batch
+    shares a handful of instants (``now``, a few due times) across thousands of rows."""
 
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
         self.columns = list(columns)
-        self.json_columns = {name for name in columns if isinstance(table.c[name].type, JSON)}
         self.instants: dict[datetime, str] = {}
+        self._get = itemgetter(*self.columns) if len(self.columns) > 1 else None
+        self._converted: list[tuple[int, Callable[[Any], Any]]] = []
+        for index, name in enumerate(self.columns):
+            declared = table.c[name].type
+            column_type = declared.impl if isinstance(declared, TypeDecorator) else declared
+            if isinstance(column_type, JSON):
+                self._converted.append((index, json.dumps))
+            elif isinstance(column_type, Uuid):
+                self._converted.append((index, _hex))
+            elif isinstance(column_type, DateTime):
+                self._converted.append((index, self._instant))
+            elif isinstance(column_type, String | Integer | Float | Boolean):
+                continue
+            else:
+                self._converted.append((index, sqlite_value))
 
-    def value(self, name: str, value: Any) -> Any:
-        if name in self.json_columns:
-            return json.dumps(value)
-        if type(value) is datetime:
-            text = self.instants.get(value)
-            if text is None:
-                text = self.instants[value] = _sqlite_datetime(value)
-            return text
-        return sqlite_value(value)
+    def _instant(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        text = self.instants.get(value)
+        if text is None:
+            text = self.instants[value] = _sqlite_datetime(value)
+        return text
 
-    def row(self, row: Mapping[str, Any], names: Sequence[str] | None = None) -> tuple[Any, ...]:
-        return tuple(self.value(name, row[name]) for name in (names or self.columns))
+    def row(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = [row[self.columns[0]]] if self._get is None else list(self._get(row))
+        for index, convert in self._converted:
+            values[index] = convert(values[index])
+        return tuple(values)
+
+
+def _hex(value: uuid.UUID | None) -> str | None:
+    return None if value is None else value.hex
 
 
 def insert_rows(

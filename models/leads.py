@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
+from operator import itemgetter
 from typing import Any, cast
 
 import phonenumbers
@@ -140,19 +141,18 @@ def get_lead_by_email(session: Session, email: str) -> Lead | None:
     return session.exec(select(Lead).where(col(Lead.email) == normalize_email(email))).first()
 
 
-def _bulk_defaults() -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
-    constants: dict[str, Any] = {}
-    factories: dict[str, Callable[[], Any]] = {}
+def _bulk_defaults(now: datetime) -> dict[str, Any]:
+    """Every column's default for an imported row, except the id (fresh per row)."""
+    defaults: dict[str, Any] = {"created_at": now, "updated_at": now}
     for name, info in Lead.model_fields.items():
+        if name == "id" or name in defaults:
+            continue
         if info.default_factory is not None:
-            factories[name] = cast(Callable[[], Any], info.default_factory)
+            defaults[name] = cast(Callable[[], Any], info.default_factory)()
         elif info.default is not PydanticUndefined:
             default = info.default
-            constants[name] = default.value if isinstance(default, LeadStatus) else default
-    return constants, factories
-
-
-_BULK_CONSTANTS, _BULK_FACTORIES = _bulk_defaults()
+            defaults[name] = default.value if isinstance(default, LeadStatus) else default
+    return defaults
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +160,11 @@ class _BulkInsert:
     """``INSERT ... ON CONFLICT (email) DO NOTHING`` compiled once per dialect, fed rows already
     converted by SQLAlchemy's own bind processors: on this wide table SQLAlchemy's per-row
     executemany bookkeeping costs more than the database itself (and psycopg's batched
-    ``insertmanyvalues`` more still), so the driver's ``executemany`` gets plain tuples or dicts."""
+    ``insertmanyvalues`` more still), so the driver's ``executemany`` gets plain tuples or dicts.
+    Defaults are converted once per import, not once per row."""
 
     sql: str
-    order: tuple[str, ...] | None  # parameter order when the driver's paramstyle is positional
+    ordered: Callable[[Mapping[str, Any]], Any] | None  # dict -> tuple for positional paramstyles
     processors: dict[str, Callable[[Any], Any]]
 
     @classmethod
@@ -176,8 +177,8 @@ class _BulkInsert:
             processor = column.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 processors[column.key] = processor
-        order = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-        return cls(str(compiled), order, processors)
+        order = compiled.positiontup if compiled.positional else None
+        return cls(str(compiled), itemgetter(*order) if order else None, processors)
 
     def convert(self, values: Mapping[str, Any]) -> dict[str, Any]:
         processors = self.processors
@@ -187,9 +188,10 @@ class _BulkInsert:
         unknown = row.keys() - _COLUMNS
         if unknown:
             raise ValueError(f"unknown lead columns: {', '.join(sorted(unknown))}")
-        produced = {name: factory() for name, factory in _BULK_FACTORIES.items() if name not in row}
-        full = {**base, **self.convert(produced), **self.convert(row)}
-        return full if self.order is None else tuple(full[key] for key in self.order)
+        full = {**base, **self.convert(row)}
+        if "id" not in row:
+            full["id"] = self.processors["id"](uuid.uuid4()) if "id" in self.processors else uuid.uuid4()
+        return full if self.ordered is None else self.ordered(full)
 
 
 _bulk_inserts: dict[str, _BulkInsert] = {}
@@ -227,7 +229,7 @@ def bulk_insert_leads(
     bulk = _bulk_inserts.get(conn.dialect.name)
     if bulk is None:
         bulk = _bulk_inserts.setdefault(conn.dialect.name, _BulkInsert.compile(conn.dialect))
-    base = bulk.convert({**_BULK_CONSTANTS, "created_at": now, "updated_at": now})
+    base = bulk.convert(_bulk_defaults(now))
     inserted = 0
     for chunk in _chunks(rows, BULK_CHUNK_ROWS):
         prepared = [_normalized(row) for row in chunk] if normalize else chunk

@@ -97,7 +97,9 @@ def suppress(
         "source": source,
         "created_at": now,
     }
-    return conn.execute(_insert_ignoring_duplicates(conn).values(values)).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports no rowcount for this INSERT.
+    inserted = conn.execute(_insert_ignoring_duplicates(conn).values(values).returning(SUPPRESSIONS.c.id))
+    return inserted.first() is not None
 
 
 def unsuppress(conn: Connection, *, channel: str, address: str) -> bool:

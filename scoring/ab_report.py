@@ -77,6 +77,17 @@ class Review:
         """One row per arm (holdout first): funnel counts, then the statistics, formatted."""
         return [{**self._funnel(arm.id), **format_arm(arm)} for arm in self.stats.arms]
 
+    def funnel_rows(self) -> list[dict[str, Any]]:
+        """One row per arm: the funnel counts (distinct leads) and the conversion value."""
+        return [self._funnel(arm.id) for arm in self.stats.arms]
+
+    def stats_rows(self) -> list[dict[str, Any]]:
+        """One row per arm: the chosen metric's count, rate, intervals, lifts and tests."""
+        return [
+            {"arm": arm.id, "n": arm.n, self.metric: arm.conversions, **format_arm(arm)}
+            for arm in self.stats.arms
+        ]
+
     def _funnel(self, arm: str) -> dict[str, Any]:
         outcome = self.outcome(arm)
         return {
@@ -217,7 +228,8 @@ def render_table(review: Review, *, width: int = 160) -> str:
     console.print(review.headline())
     console.print(f"Recommendation: {review.stats.recommendation}")
     console.print(f"Sample guard: {review.stats.guard.message}")
-    console.print(_rich_table(review.table_rows(), title=None))
+    console.print(_rich_table(review.funnel_rows(), title="Funnel (distinct leads)"))
+    console.print(_rich_table(review.stats_rows(), title=f"{review.metric.capitalize()} against the holdout"))
     if review.promotions:
         console.print(_rich_table([p.as_row() for p in review.promotions], title="Promotions"))
     return buffer.getvalue()
@@ -238,7 +250,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;
 h1{font-size:1.5rem}p.meta{color:#52606d}
 .advice{background:#f0f4f8;border-left:4px solid #2680c2;padding:.8rem 1rem}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
-th,td{padding:.35rem .6rem;border-bottom:1px solid #d9e2ec}
+th,td{padding:.35rem .6rem;border-bottom:1px solid #d9e2ec;white-space:nowrap}
 th{text-align:left;background:#f5f7fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 """
 
@@ -246,7 +258,6 @@ th{text-align:left;background:#f5f7fa}td.num{text-align:right;font-variant-numer
 def render_html(review: Review) -> str:
     """A standalone HTML page: recommendation, chart, table, promotion history."""
     esc = html.escape
-    rows = review.table_rows()
     promotions = [p.as_row() for p in review.promotions]
     parts = [
         "<!DOCTYPE html>",
@@ -257,7 +268,12 @@ def render_html(review: Review) -> str:
         f'<p class="advice"><strong>Recommendation:</strong> {esc(review.stats.recommendation)}</p>',
         f"<p><strong>Sample guard:</strong> {esc(review.stats.guard.message)}.</p>",
         rate_chart(review.stats, metric=review.metric),
-        _html_table(rows),
+        f'<p class="meta">Dot: {esc(METRIC_NOUNS[review.metric])} rate; bar: its 95% interval (Wilson); '
+        "dashed line: the holdout's rate; ★: the recommended offer.</p>",
+        f"<h2>{esc(review.metric.capitalize())} against the holdout</h2>",
+        _html_table(review.stats_rows()),
+        "<h2>Funnel (distinct leads)</h2>",
+        _html_table(review.funnel_rows()),
         "<h2>Promotions</h2>",
         _html_table(promotions) if promotions else "<p>No promotion yet.</p>",
         "</body></html>",

@@ -400,8 +400,15 @@ def recommend(
         )
     return (
         f"No offer beats the holdout: the best, '{best.id}', is at {points(best.lift_abs or 0)} "
-        f"(p = {best.p_value:.2g}), not a measurable difference. Try a stronger offer or stop the campaign."
+        f"({p_text(best.p_value)}), not a measurable difference. Try a stronger offer or stop the campaign."
     )
+
+
+def p_text(p_value: float | None) -> str:
+    """A p-value as people quote it: ``p = 0.013``, ``p < 0.001``."""
+    if p_value is None:
+        return "p undefined"
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.2g}"
 
 
 def _chance(arm: ArmStats) -> str:
@@ -419,7 +426,7 @@ def _promote_text(win: ArmStats, control: ArmStats, measured: Sequence[ArmStats]
         f"Promote '{win.id}': its {metric} rate is {percent(win.rate)} against {percent(control.rate)} for "
         f"the holdout, {points(win.lift_abs or 0)} "
         f"(95% CI {points(low, unit=False)} to {points(high)}){relative}; "
-        f"p = {win.p_value:.2g}; {_chance(win)} to beat the holdout."
+        f"{p_text(win.p_value)}; {_chance(win)} to beat the holdout."
     )
     others = [arm for arm in measured if arm.id != win.id]
     if others:

@@ -71,7 +71,8 @@ def record_conversion(
     )
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(EVENTS).on_conflict_do_nothing(index_elements=["dedup_key"])
-    return conn.execute(statement.values(row)).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT DO NOTHING.
+    return conn.execute(statement.values(row).returning(EVENTS.c.id)).first() is not None
 
 
 def _resolve_lead(conn: Connection, *, lead_id: uuid.UUID | None, email: str | None) -> uuid.UUID:

@@ -119,7 +119,9 @@ def _claim(
 def _insert_once(conn: Connection, row: dict[str, Any]) -> bool:
     """Insert an event unless its ``dedup_key`` exists; whether this call inserted it."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return conn.execute(dialect.insert(EVENTS).on_conflict_do_nothing(), row).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+    statement = dialect.insert(EVENTS).values(row).on_conflict_do_nothing().returning(EVENTS.c.id)
+    return conn.execute(statement).first() is not None
 
 
 def _address(owner: Salesperson | None, channel: str) -> str | None:

@@ -191,7 +191,8 @@ def upsert_lead_row(
     if before is None:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
         values = _new_row(lead, new_id, source, consent_source, consent_at, now)
-        if conn.execute(dialect.insert(LEADS).on_conflict_do_nothing(), values).rowcount == 1:
+        statement = dialect.insert(LEADS).values(values).on_conflict_do_nothing().returning(LEADS.c.id)
+        if conn.execute(statement).first() is not None:
             return Upserted(new_id, True, None)
         # Another transaction created this email since the lookup: update that lead instead.
         before = _locked(conn, lead.email)

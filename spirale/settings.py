@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     outbox_dir: Path = PROJECT_ROOT / "var" / "outbox"
     secret_key: SecretStr = SecretStr("dev-only-secret-change-me")
     public_url: str = "http://127.0.0.1:8080"
+    api_token: SecretStr | None = None  # bearer token of the API's write endpoints (tasks, conversions)
 
     # Sender identity (names the sender in every message, as the law requires).
     sender_email: str = "marketing@spirale.example"
@@ -51,6 +52,11 @@ class Settings(BaseSettings):
     dispatch_batch_size: int = Field(default=1000, ge=1, le=50_000)
     claim_lease_seconds: int = Field(default=300, ge=5)
     send_max_attempts: int = Field(default=5, ge=1)
+
+    # Action plan budget, in euros: per email, per SMS segment (as operators bill), per sales call.
+    cost_email: float = Field(default=0.001, ge=0)
+    cost_sms: float = Field(default=0.075, ge=0)
+    cost_call: float = Field(default=2.0, ge=0)
 
 
 @lru_cache(maxsize=1)

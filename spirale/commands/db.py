@@ -7,8 +7,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-console = Console()
+from spirale.errors import SpiraleError
+
+console = Console(soft_wrap=True)  # a URL must stay on one line to be copied
 db_app = typer.Typer(name="db", help="Migrate the database schema, show its version.", no_args_is_help=True)
 
 UrlOption = Annotated[
@@ -24,7 +27,7 @@ def _url(url: str | None) -> str:
 
 def _fail(action: str, safe: str, exc: Exception) -> typer.Exit:
     reason = getattr(exc, "orig", None) or exc
-    console.print(f"[red]error:[/] cannot {action} database {safe}: {reason}")
+    console.print(f"[red]error:[/] cannot {action} database {safe}: {escape(str(reason))}")
     return typer.Exit(1)
 
 
@@ -34,17 +37,18 @@ def upgrade(
     revision: Annotated[str, typer.Option(help="target revision")] = "head",
 ) -> None:
     """Create or migrate the schema up to REVISION (safe to run on every deploy)."""
+    from alembic.util import CommandError
     from sqlalchemy.exc import SQLAlchemyError
 
     from models import db
 
     target = _url(url)
-    safe = db.safe_url(target)
-    console.print(f"upgrading database {safe} to {revision}")
+    safe = escape(db.safe_url(target))
+    console.print(f"upgrading database {safe} to {escape(revision)}")
     try:
         db.upgrade(target, revision)
         current = db.current_revision(db.make_engine(target))
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, CommandError, SpiraleError) as exc:
         raise _fail("upgrade", safe, exc) from exc
     console.print(f"database {safe} is at revision {current}")
 
@@ -57,10 +61,10 @@ def current(url: UrlOption = None) -> None:
     from models import db
 
     target = _url(url)
-    safe = db.safe_url(target)
+    safe = escape(db.safe_url(target))
     try:
         revision = db.current_revision(db.make_engine(target))
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, SpiraleError) as exc:
         raise _fail("read", safe, exc) from exc
     head = db.head_revision()
     if revision is None:

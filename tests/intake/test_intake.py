@@ -97,6 +97,7 @@ def test_a_callback_request_from_a_good_fit_is_hot_with_a_task_and_one_notificat
     store_submissions(engine, row)
     report = run(engine, settings, catalog, setup)
     assert report.statuses == {"hot": 1}
+    assert report.notified.sent == {"email": 1, "sms": 1}, report.notified
     with engine.connect() as conn:
         lead = lead_by_email(conn, "claire@negoce-lyon.fr")
         assert lead["owner"] == "bruno"  # Lyon is in Bruno's territory

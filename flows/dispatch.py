@@ -1,0 +1,159 @@
+"""The dispatch tick: every due step is sent, exactly once, by a handful of batch tasks.
+
+One flow run per tick (the deployment runs it every minute, one at a time). The tick recovers what
+a crashed tick left half-way, then claims and processes due steps in tasks of up to
+``steps_per_task`` steps each, never one task per message: a Prefect task run costs milliseconds,
+a step a few tens of microseconds. The report of the tick is published as the ``dispatch-summary``
+table artifact; a long tick also shows a ``dispatch-progress`` progress artifact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import datetime
+from typing import cast
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import func, select
+
+from flows.params import DispatchParams, load_settings, run_namer
+from models.db import read_only_connection
+from models.tables import Enrollment, EnrollmentState
+from spirale.dispatch import Dispatcher, DispatchReport
+from spirale.settings import Settings
+
+SUMMARY_KEY = "dispatch-summary"
+PROGRESS_KEY = "dispatch-progress"
+# Retrying a dispatch task is safe: every message goes through the outbox (one row per enrollment,
+# cycle, step and attempt, committed as ``sending`` before the provider call), claims are leased and
+# every write is fenced on the lease. A re-run only claims steps that were not advanced, and a row
+# that may have reached a provider becomes ``unknown`` for reconciliation, never a blind resend.
+SAFE_RETRIES = 2
+RETRY_DELAYS = [5.0, 20.0]
+
+_injected: ContextVar[Dispatcher | None] = ContextVar("spirale_dispatcher", default=None)
+
+
+@contextmanager
+def dispatching_with(dispatcher: Dispatcher) -> Iterator[Dispatcher]:
+    """Run the dispatch tasks started in this context with ``dispatcher`` (benchmarks and
+    embedders pass in-process channels this way; flows otherwise wire channels from settings)."""
+    token = _injected.set(dispatcher)
+    try:
+        yield dispatcher
+    finally:
+        _injected.reset(token)
+
+
+def tick_dispatcher(settings: Settings) -> Dispatcher:
+    """The dispatcher a task works with: the injected one, else one wired from ``settings``."""
+    from spirale import runtime
+
+    return _injected.get() or runtime.dispatcher(settings)
+
+
+@task(
+    name="recover-unfinished", cache_policy=NO_CACHE, retries=SAFE_RETRIES, retry_delay_seconds=RETRY_DELAYS
+)
+def recover_unfinished(settings: Settings, now: datetime) -> DispatchReport:
+    """Finish what an interrupted tick left behind: resend never-sent rows, park uncertain ones."""
+    report = DispatchReport()
+    tick_dispatcher(settings).recovery.run(now=now, report=report)
+    return report
+
+
+@task(
+    name="dispatch-batches",
+    task_run_name="dispatch-batches-{part}",
+    cache_policy=NO_CACHE,
+    retries=SAFE_RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+)
+def dispatch_batches(settings: Settings, now: datetime, max_steps: int, part: int) -> DispatchReport:
+    """Claim and process due steps batch after batch until ``max_steps`` or nothing is due."""
+    dispatcher = tick_dispatcher(settings)
+    report = DispatchReport()
+    while report.claimed < max_steps:
+        claimed = dispatcher.claim(now)
+        if not claimed:
+            break
+        report.claimed += len(claimed)
+        report.batches += 1
+        dispatcher.process(claimed, now=now, report=report)
+    return report
+
+
+@task(name="count-due", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def count_due(settings: Settings, now: datetime) -> int:
+    """How many enrollments are still due at ``now`` (sizes the progress of a long tick)."""
+    table = Enrollment.__table__  # type: ignore[attr-defined]
+    query = select(func.count()).where(
+        table.c.state == EnrollmentState.ACTIVE.value, table.c.next_due_at <= now
+    )
+    with read_only_connection(tick_dispatcher(settings).engine) as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+class TickProgress:
+    """The progress artifact of a long tick, created once the first task shows more is due."""
+
+    def __init__(self, settings: Settings, now: datetime) -> None:
+        self.settings, self.now = settings, now
+        self.artifact: UUID | None = None
+        self.total = 0
+
+    def advance(self, done: int) -> None:
+        if self.artifact is None:
+            self.total = done + count_due(self.settings, self.now)
+            created = create_progress_artifact(
+                self._percent(done), key=PROGRESS_KEY, description=self._describe(done)
+            )
+            self.artifact = cast(UUID, created)
+        else:
+            update_progress_artifact(self.artifact, self._percent(done), description=self._describe(done))
+
+    def finish(self, done: int) -> None:
+        if self.artifact is not None:
+            update_progress_artifact(self.artifact, 100.0, description=self._describe(done))
+
+    def _percent(self, done: int) -> float:
+        return min(100.0, 100.0 * done / self.total) if self.total else 100.0
+
+    def _describe(self, done: int) -> str:
+        return f"{done:,} of about {self.total:,} due steps claimed at {self.now:%Y-%m-%d %H:%M} UTC"
+
+
+def publish_summary(report: DispatchReport, now: datetime) -> None:
+    """The tick's counters as the ``dispatch-summary`` table artifact."""
+    create_table_artifact(
+        key=SUMMARY_KEY,
+        table=report.rows(),
+        description=f"Dispatch tick at {now:%Y-%m-%d %H:%M} UTC: {report.summary()}",
+    )
+
+
+@flow(name="dispatch", flow_run_name=run_namer("dispatch"), log_prints=False)
+def dispatch(params: DispatchParams | None = None) -> DispatchReport:
+    """One tick: recover, send every due step in batch tasks, publish the report."""
+    params = params or DispatchParams()
+    now, settings, logger = params.instant(), load_settings(), get_run_logger()
+    report = recover_unfinished(settings, now)
+    progress = TickProgress(settings, now)
+    for part in range(1, params.max_tasks + 1):
+        done = dispatch_batches(settings, now, params.steps_per_task, part)
+        report.merge(done)
+        if done.claimed < params.steps_per_task:
+            break
+        if part == params.max_tasks:
+            logger.warning("stopped after %d tasks; the steps still due wait for the next tick", part)
+            break
+        progress.advance(report.claimed)
+    progress.finish(report.claimed)
+    publish_summary(report, now)
+    logger.info("dispatch at %s: %s", now.isoformat(timespec="minutes"), report.summary())
+    return report

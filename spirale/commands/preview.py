@@ -1,0 +1,129 @@
+"""``spirale preview SEQUENCE``: render every step for a lead into files a browser opens offline.
+
+Exit status: 0 when every step rendered, 1 when a step failed to render (the preview is still
+written, with the error in its place) or the sequence is invalid, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from spirale.errors import SequenceError, SpiraleError
+from spirale.settings import PROJECT_ROOT, get_settings
+
+if TYPE_CHECKING:
+    from sequences.preview import Preview
+    from sequences.schema import Sequence
+
+USAGE_ERROR = 2
+DEFAULT_OUT = PROJECT_ROOT / "var" / "preview"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``preview`` to the ``spirale`` command line."""
+    app.command("preview")(preview_command)
+
+
+def preview_command(
+    sequence: Annotated[
+        str, typer.Argument(help="A sequence YAML file, or the name of one in sequences/library/.")
+    ],
+    lead: Annotated[
+        Path | None, typer.Option("--lead", help="A JSON file of lead fields; a sample lead by default.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output directory (default: var/preview/SEQUENCE).")
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", help="Enrollment instant, ISO 8601; without an offset, lead-local time."),
+    ] = None,
+) -> None:
+    """Render each email (HTML and text), SMS (encoding, segments) and manual step for a lead, with
+    an index.html listing them in send order at their planned local times."""
+    from sequences.catalog import SequenceCatalog
+    from sequences.planner import lead_zone
+    from sequences.preview import PreviewRequest, build_preview, preview_lead
+    from spirale.clock import utcnow
+
+    settings = get_settings()
+    fields = _read_lead(lead) if lead is not None else None
+    loaded = _load(sequence)
+    enrolled = _parse_start(start) if start else utcnow()
+    if enrolled.tzinfo is None:
+        enrolled = enrolled.replace(tzinfo=lead_zone(loaded, preview_lead(fields))[0])
+    request = PreviewRequest(
+        sequence=loaded,
+        lead=fields,
+        start=enrolled,
+        sender={"name": settings.sender_name, "email": settings.sender_email},
+        public_url=settings.public_url,
+        secret_key=settings.secret_key,
+    )
+    renderer = SequenceCatalog.open(settings.sequences_dir).renderer
+    try:
+        preview = build_preview(request, renderer=renderer, out_dir=out or DEFAULT_OUT / loaded.name)
+    except SpiraleError as exc:
+        _fail(str(exc), code=1)
+    except OSError as exc:
+        _fail(f"cannot write the preview: {exc}", code=1)
+    _report(preview)
+
+
+def _report(preview: Preview) -> None:
+    counts: dict[str, int] = {}
+    for entry in preview.entries:
+        counts[entry.step.channel.value] = counts.get(entry.step.channel.value, 0) + 1
+    summary = ", ".join(f"{count} {channel}" for channel, count in counts.items())
+    typer.echo(f"{preview.sequence.name}: {len(preview.entries)} messages ({summary})")
+    for entry in preview.errors:
+        typer.echo(f"error: step {entry.title}: {entry.error}", err=True)
+    typer.echo(f"open {preview.index.resolve().as_uri()}")
+    if preview.errors:
+        raise typer.Exit(1)
+
+
+def _read_lead(path: Path) -> dict[str, Any]:
+    try:
+        fields = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read lead file {path}: {exc}")
+    except json.JSONDecodeError as exc:
+        _fail(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}")
+    if not isinstance(fields, dict):
+        _fail(f"{path}: expected a JSON object of lead fields (first_name, email, phone, timezone ...)")
+    return fields
+
+
+def _parse_start(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.strip())
+    except ValueError:
+        _fail(
+            f"--start {text!r} is not an ISO 8601 instant (e.g. 2026-12-07T09:00 or 2026-12-07T09:00+01:00)"
+        )
+
+
+def _load(name_or_path: str) -> Sequence:
+    from sequences.loader import find_sequence, load_sequence
+
+    try:
+        path = find_sequence(name_or_path, get_settings().sequences_dir)
+    except SequenceError as exc:
+        _fail(str(exc))
+    try:
+        return load_sequence(path)
+    except SequenceError as exc:
+        for diagnostic in exc.diagnostics or [exc]:
+            typer.echo(str(diagnostic), err=True)
+        raise typer.Exit(1) from exc
+
+
+def _fail(message: str, *, code: int = USAGE_ERROR) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)

@@ -1,0 +1,130 @@
+"""SIGKILL a dispatcher process at every point of a send, restart it, and check against the fake
+provider's record that every due step was received exactly once (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+
+from tests.fakes.providers import FakeProviders
+from tests.reliability.crash_campaign import KILL_POINTS, STEP, CrashCampaign
+from tests.reliability.dispatcher_process import (
+    AFTER_ACCEPTED,
+    AFTER_CLAIM,
+    AFTER_PENDING,
+    AFTER_SENDING,
+    BEFORE_CLAIM,
+    BEFORE_RECORD_COMMIT,
+    CRASH_POINTS,
+    PROJECT_ROOT,
+    DispatcherServer,
+    Job,
+)
+from tests.reliability.ledger import (
+    ENROLLMENTS,
+    OUTBOX,
+    T0,
+    audit,
+    receipts,
+    reconcile_from_provider,
+    seed_relay,
+)
+
+pytestmark = pytest.mark.db
+
+# Right after the kill, before any restart: the outbox states, and how many messages the provider got.
+LEFT_BEHIND = {
+    BEFORE_CLAIM: ({}, 0),
+    AFTER_CLAIM: ({}, 0),
+    AFTER_PENDING: ({"pending": 3}, 0),
+    AFTER_SENDING: ({"sending": 3}, 0),
+    AFTER_ACCEPTED: ({"sending": 3}, 1),
+    BEFORE_RECORD_COMMIT: ({"sending": 3}, 3),
+}
+
+
+def outbox_states(engine: Engine) -> Counter[str]:
+    with engine.connect() as conn:
+        return Counter(conn.execute(select(OUTBOX.c.state)).scalars())
+
+
+def test_fifty_sigkills_at_every_point_lose_and_duplicate_nothing(
+    engine: Engine, database_url: str, fake: FakeProviders, dispatcher_server: DispatcherServer
+) -> None:
+    assert seed_relay(engine, 60) == 60
+    fake.latency = 0.003  # so that a kill from outside can land in the middle of a provider call
+    campaign = CrashCampaign(engine, database_url, fake, dispatcher_server, kills=56)
+    figures = campaign.run()
+    print("\n".join(figures.lines()))
+
+    assert figures.kills >= 50
+    assert all(figures.kills_by_point[point] >= 5 for point in (*CRASH_POINTS, "random"))
+    assert figures.audit.expected == 180
+    assert figures.audit.duplicates == 0
+    assert figures.audit.losses == 0
+    assert figures.audit.problems == []
+    assert figures.audit.processed == 180
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_what_a_kill_leaves_behind_is_finished_by_the_next_process(
+    engine: Engine,
+    database_url: str,
+    fake: FakeProviders,
+    dispatcher_server: DispatcherServer,
+    point: str,
+) -> None:
+    seed_relay(engine, 3)
+    job = Job(database_url=database_url, provider_url=fake.url, now=T0.isoformat(), crash_at=point)
+    job.countdown = 1
+    [died] = dispatcher_server.run([job])
+    assert died.killed, died.error
+    states, received = LEFT_BEHIND[point]
+    assert outbox_states(engine) == states
+    assert sum(receipts(fake).values()) == received
+
+    campaign = CrashCampaign(engine, database_url, fake, dispatcher_server, kills=0, clock=T0 + STEP)
+    campaign.drain()
+    result = audit(engine, fake)
+    assert (result.duplicates, result.losses, result.problems) == (0, 0, [])
+    assert result.processed == 9
+
+
+def test_a_cold_started_process_killed_after_the_provider_accepted_is_reconciled_not_resent(
+    engine: Engine, database_url: str, fake: FakeProviders
+) -> None:
+    seed_relay(engine, 3)
+
+    def dispatcher(now_offset: timedelta, *crash: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "tests.reliability.dispatcher_process", "--db", database_url]
+        command += ["--provider-url", fake.url, "--now", (T0 + now_offset).isoformat(), *crash]
+        return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+
+    killed = dispatcher(timedelta(0), "--crash-at", AFTER_ACCEPTED, "--countdown", "2")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert sum(receipts(fake).values()) == 2
+
+    restarted = dispatcher(STEP)
+    assert restarted.returncode == 0, restarted.stderr
+    assert json.loads(restarted.stdout)["unknown"] == 3
+    assert reconcile_from_provider(engine, fake, now=T0 + STEP).sent == 2
+
+    retried = dispatcher(2 * STEP)
+    assert json.loads(retried.stdout)["retried"] == 1
+    assert sum(receipts(fake).values()) == 3
+    with engine.connect() as conn:
+        sent = conn.execute(select(OUTBOX.c.step_id).where(OUTBOX.c.state == "sent")).scalars().all()
+        steps = set(conn.execute(select(ENROLLMENTS.c.step_index)).scalars())
+    assert sent == ["hello"] * 3
+    assert steps == {1}
+
+
+def test_every_kill_point_is_exercised_by_the_campaign() -> None:
+    assert set(KILL_POINTS) == {*CRASH_POINTS, "random", "external"}
