@@ -21,6 +21,7 @@ A permanent refusal (a 4xx for one recipient) proves the provider is up: it coun
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -58,7 +59,7 @@ class BreakerPolicy:
     """
 
     failure_threshold: int = 5
-    cooldown: float = 30.0
+    cooldown: float = 60.0
     max_cooldown: float = 300.0
     chunk: int = 16
 
@@ -113,6 +114,9 @@ class CircuitBreaker:
         except ChannelError as exc:
             self._observe(exc)
             raise
+        except BaseException:
+            self._release_probe()
+            raise
         self._observe(None)
         return result
 
@@ -127,10 +131,14 @@ class CircuitBreaker:
                 outcomes.extend(SendOutcome(m.outbox_id, None, error) for m in messages[position:])
                 break
             chunk = messages[position : position + size]
-            sent = self.channel.send_many(chunk)
+            try:
+                sent = self.channel.send_many(chunk)
+            except BaseException:
+                self._release_probe()
+                raise
             for outcome in sent:
                 self._observe(outcome.error)
-            outcomes.extend(sent)
+            outcomes.extend(self._defer_to_probe(outcome) for outcome in sent)
             position += len(chunk)
         return outcomes
 
@@ -152,18 +160,44 @@ class CircuitBreaker:
                 return 1
             return 0
 
+    def _release_probe(self) -> None:
+        with self._lock:
+            self._probing = False
+
+    def _defer_to_probe(self, outcome: SendOutcome) -> SendOutcome:
+        """A message the provider did not process while the circuit opened waits for the next
+        probe like the others, instead of coming back sooner and being refused again."""
+        error = outcome.error
+        if not isinstance(error, RetryableSendError) or self.state is not CircuitState.OPEN:
+            return outcome
+        remaining = self._remaining()
+        if error.retry_after is not None and error.retry_after >= remaining:
+            return outcome
+        deferred = RetryableSendError(
+            str(error),
+            channel=error.channel,
+            provider_code=error.provider_code,
+            status_code=error.status_code,
+            retry_after=remaining,
+        )
+        deferred.__cause__ = error
+        return SendOutcome(outcome.outbox_id, None, deferred)
+
     def _observe(self, error: ChannelError | None) -> None:
         if isinstance(error, CircuitOpenError):
             return
         unwell = isinstance(error, UnknownOutcomeError | RetryableSendError)
         with self._lock:
             self._probing = False
+            state = self._current_state()
+            if state is CircuitState.OPEN:
+                return  # a straggler of a chunk sent before the circuit opened changes nothing
             if not unwell:
                 self._close()
                 return
             self._failures += 1
             reset = error.retry_after if isinstance(error, RetryableSendError) else None
-            if self._state is CircuitState.HALF_OPEN:
+            if state is CircuitState.HALF_OPEN:
                 self._open(max(self._cooldown * 2, reset or 0.0), str(error))
             elif reset or self._failures >= self.policy.failure_threshold:
                 self._open(max(self._cooldown, reset or 0.0), str(error))
@@ -188,9 +222,14 @@ class CircuitBreaker:
         self._failures = 0
         self._cooldown = self.policy.cooldown
 
-    def _open_error(self) -> CircuitOpenError:
+    def _remaining(self) -> float:
+        """Whole seconds until the next probe, rounded up: a message retried then finds the
+        circuit half-open, not open by a fraction of a second."""
         with self._lock:
-            remaining = max(self._open_until - self._clock(), 0.0)
+            return float(math.ceil(max(self._open_until - self._clock(), 0.0)))
+
+    def _open_error(self) -> CircuitOpenError:
+        remaining = self._remaining()
         return CircuitOpenError(
             f"{self.name} is paused by its circuit breaker for {remaining:.0f} s more: not sent",
             channel=self.name,

@@ -102,12 +102,11 @@ def scoring(params: ScoringParams | None = None) -> ScoringRun:
         key=MOVES_KEY,
         table=report.rows() or [{"from": "-", "to": "-", "leads": 0}],
         description=f"Rescoring at {now:%Y-%m-%d %H:%M} UTC: {report.scanned:,} leads scanned, "
-        f"{report.decayed:,} decayed, {moves:,} moved, {handed_back:,} handed back to marketing",
+        f"{moves:,} moved, {handed_back:,} handed back to marketing",
     )
     logger.info(
-        "rescored %d leads (%d decayed, %d moved); notified %s; %d handed back",
+        "rescored %d leads (%d moved); notified %s; %d handed back",
         report.scanned,
-        report.decayed,
         moves,
         dict(notified.sent) or "nobody",
         handed_back,

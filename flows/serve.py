@@ -13,12 +13,13 @@ import threading
 import time
 import uuid
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
+from prefect import Flow
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-from prefect.deployments.runner import EntrypointType
 from prefect.events import DeploymentEventTrigger
 from prefect.schedules import Cron, Interval, Schedule
+from prefect.types.entrypoint import EntrypointType
 
 from flows.ab_review import ab_review
 from flows.dispatch import dispatch
@@ -82,7 +83,7 @@ def schedules() -> dict[str, list[Schedule]]:
 def deployments() -> list[RunnerDeployment]:
     """A deployment per flow, as ``prefect.yaml`` declares them."""
     when = schedules()
-    named = {
+    named: dict[str, Flow[..., Any]] = {
         "tick": dispatch,
         "forms": intake,
         "webhooks": process_events,
@@ -94,17 +95,16 @@ def deployments() -> list[RunnerDeployment]:
     built = []
     for name, flow in named.items():
         frequent = flow.name in {"dispatch", "intake", "process-events", "reconcile"}
-        built.append(
-            flow.to_deployment(
-                name,
-                schedules=when[flow.name],
-                concurrency_limit=ONE_AT_A_TIME if frequent else None,
-                triggers=[form_trigger()] if flow.name == "intake" else None,
-                tags=TAGS,
-                description=(flow.description or "").splitlines()[0],
-                entrypoint_type=EntrypointType.MODULE_PATH,
-            )
+        deployment = flow.to_deployment(
+            name,
+            schedules=when[flow.name],
+            concurrency_limit=ONE_AT_A_TIME if frequent else None,
+            triggers=[form_trigger()] if flow.name == "intake" else None,
+            tags=TAGS,
+            description=(flow.description or "").splitlines()[0],
+            entrypoint_type=EntrypointType.MODULE_PATH,
         )
+        built.append(cast("RunnerDeployment", deployment))
     return built
 
 

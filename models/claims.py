@@ -7,14 +7,15 @@ and a lease (``claimed_by``, ``lease_until``) and returns them::
     WHERE id IN (SELECT id FROM enrollments
                  WHERE state = 'active' AND next_due_at <= :now
                    AND (lease_until IS NULL OR lease_until <= :now)
-                 ORDER BY next_due_at LIMIT :n
-                 FOR UPDATE SKIP LOCKED)          -- PostgreSQL only
+                 ORDER BY next_due_at LIMIT :n)
     RETURNING ...
 
-PostgreSQL's ``SKIP LOCKED`` lets concurrent workers pass over each other's rows. SQLite has no row
-locks: the engine starts every write transaction with ``BEGIN IMMEDIATE``, so claims are serialized
-and each one sees the leases the previous one committed. The caller commits the claim before doing
-slow work (rendering, provider calls), so the lease is visible to every other worker.
+On PostgreSQL the subquery ends with ``FOR UPDATE SKIP LOCKED``, so concurrent workers pass over
+each other's rows, and is written ``id = ANY(ARRAY(...))`` so the planner looks ids up in the
+primary key. SQLite has no row locks: the engine starts every write transaction with ``BEGIN
+IMMEDIATE``, so claims are serialized and each one sees the leases the previous one committed.
+The caller commits the claim before doing slow work (rendering, provider calls), so the lease is
+visible to every other worker.
 
 A crashed worker's rows come back when their lease expires. Hence the fencing rule: **every later
 write the worker makes to a claimed row is fenced** by ``AND claimed_by = :worker``, so a worker

@@ -32,7 +32,11 @@ def decayed(points: float, since: datetime | None, until: datetime, half_life: t
 
 
 def decayed_sql(
-    score: ColumnElement[float], since: ColumnElement[datetime], now: datetime, half_life: timedelta, dialect: str
+    score: ColumnElement[float],
+    since: ColumnElement[datetime],
+    now: datetime,
+    half_life: timedelta,
+    dialect: str,
 ) -> ColumnElement[float]:
     """:func:`decayed` as a SQL expression over columns, so that a whole batch decays in one
     statement (SQLite needs its math functions, present in the builds Python ships)."""
@@ -46,5 +50,5 @@ def decayed_sql(
     else:
         age = func.greatest(cast(extract("epoch", at - since), Float), 0.0)
         factor = func.power(0.5, age / half_life.total_seconds())
-    value = func.coalesce(score * factor, score)
-    return case((func.abs(value) < NEGLIGIBLE, 0.0), else_=value)
+    # Scores already negligible are set to 0 so that they stop being rewritten night after night.
+    return case((func.abs(score) < NEGLIGIBLE, 0.0), else_=func.coalesce(score * factor, score))

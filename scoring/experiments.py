@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import ColumnElement, Connection, Table, select
 
 from models.tables import Event, EventType, OutboxMessage, OutboxState, VariantAssignment
 from sequences.catalog import SequenceCatalog
@@ -162,11 +162,19 @@ def _window_start(lead: _Lead) -> datetime:
     return lead.first_send or lead.assigned_at
 
 
+def _in_experiment(experiment: Experiment) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    return ASSIGNMENTS.c.sequence_name == experiment.sequence, ASSIGNMENTS.c.step_id.in_(experiment.steps)
+
+
 def _assigned(conn: Connection, experiment: Experiment) -> dict[uuid.UUID, _Lead]:
-    query = select(ASSIGNMENTS.c.lead_id, ASSIGNMENTS.c.variant, ASSIGNMENTS.c.assigned_at).where(
-        ASSIGNMENTS.c.sequence_name == experiment.sequence, ASSIGNMENTS.c.step_id == experiment.step
+    """Each lead's arm: normally drawn at the experiment step; a lead that skipped it (no consent
+    yet) was drawn at its first member step it reached, on the same key, so the arm is the same."""
+    query = (
+        select(ASSIGNMENTS.c.lead_id, ASSIGNMENTS.c.variant, ASSIGNMENTS.c.assigned_at)
+        .where(*_in_experiment(experiment))
+        .order_by(ASSIGNMENTS.c.assigned_at.desc())
     )
-    return {lead_id: _Lead(variant, assigned_at) for lead_id, variant, assigned_at in conn.execute(query)}
+    return {lead_id: _Lead(variant, at) for lead_id, variant, at in conn.execute(query)}
 
 
 def _sends(
@@ -213,14 +221,11 @@ def _message_events(
 def _lead_events(
     conn: Connection, experiment: Experiment, leads: Mapping[uuid.UUID, _Lead], window: timedelta
 ) -> None:
+    members = select(ASSIGNMENTS.c.lead_id).where(*_in_experiment(experiment)).distinct().subquery()
     query = (
         select(EVENTS.c.lead_id, EVENTS.c.type, EVENTS.c.occurred_at, EVENTS.c.payload)
-        .join(ASSIGNMENTS, ASSIGNMENTS.c.lead_id == EVENTS.c.lead_id)
-        .where(
-            ASSIGNMENTS.c.sequence_name == experiment.sequence,
-            ASSIGNMENTS.c.step_id == experiment.step,
-            EVENTS.c.type.in_(list(LEAD_EVENTS)),
-        )
+        .join(members, members.c.lead_id == EVENTS.c.lead_id)
+        .where(EVENTS.c.type.in_(list(LEAD_EVENTS)))
     )
     for lead_id, event_type, occurred_at, payload in conn.execute(query):
         lead = leads.get(lead_id)

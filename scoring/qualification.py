@@ -117,7 +117,7 @@ def _job_title(check: WordCheck | None, title: str) -> Finding | None:
     word = first_phrase(title, check.words)
     if word is None:
         return None
-    return Finding("job_title", check.action, f"job title {title!r} ({word})", check.points)
+    return Finding("job_titles", check.action, f"job title {title!r} ({word})", check.points)
 
 
 def _country(check: CountryCheck | None, country: str, targets: tuple[str, ...]) -> Finding | None:

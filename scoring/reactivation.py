@@ -106,6 +106,12 @@ def _matches(conn: Connection, spec: AudienceSpec, now: datetime) -> dict[uuid.U
             reasons.setdefault(lead_id, []).append(
                 f"former customer: no purchase for {_days(now, since)} days"
             )
+    if spec.customer_class is not None:
+        query = select(LEADS.c.id).where(
+            LEADS.c.status == "customer", LEADS.c.customer_class == spec.customer_class
+        )
+        for (lead_id,) in conn.execute(query):
+            reasons.setdefault(lead_id, []).append(f"customer of class {spec.customer_class}")
     return reasons
 
 

@@ -2,24 +2,27 @@
 changed, and route them (a lead that cooled down leaves sales or nurture for the next track; a
 customer inactive too long becomes a former customer, a candidate for reactivation).
 
-Leads are read and written in batches of Core statements (keyset pagination on the id, one
-transaction per batch, rows locked on PostgreSQL so a concurrent event cannot be lost); there is
-no ORM object per lead. The report counts the moves per (from, to) for the flow's table artifact
-and lists the tasks of leads that turned hot, whose owners are then notified.
+Leads go in batches (keyset pagination on the id, one transaction per batch, rows locked on
+PostgreSQL so a concurrent event is never lost). The decay runs in SQL: one SELECT reads each
+lead's engagement as it stands now (``scoring.decay.decayed_sql``), Python decides the moves, and
+one UPDATE writes the decayed engagement of the whole batch; there is no ORM object and no
+per-row statement. The report counts the moves per (from, to) for the flow's table artifact and
+lists the tasks of leads that turned hot, whose owners are then notified.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, String, Table, and_, select, type_coerce, update
 
 from models.tables import Lead, LeadStatus
-from scoring.decay import NEGLIGIBLE, decay_factor
+from scoring.decay import decayed_sql
 from scoring.engagement import record_moves
 from scoring.routing import Router, RoutingResult
 from scoring.rules import ScoringRules
@@ -28,14 +31,7 @@ from scoring.team import Team
 from sequences.catalog import SequenceCatalog
 
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
-_COLUMNS = (
-    LEADS.c.id,
-    LEADS.c.status,
-    LEADS.c.fit_score,
-    LEADS.c.engagement_score,
-    LEADS.c.engagement_at,
-    LEADS.c.last_purchase_at,
-)
+_C = LEADS.c
 
 
 @dataclass
@@ -43,7 +39,6 @@ class RescoreReport:
     """What a rescoring run did."""
 
     scanned: int = 0
-    decayed: int = 0
     batches: int = 0
     moves: Counter[tuple[str, str]] = field(default_factory=Counter)
     routing: RoutingResult = field(default_factory=RoutingResult)
@@ -69,107 +64,101 @@ def rescore_all(
 ) -> RescoreReport:
     """Decay and re-route every lead that is not disqualified, ``batch`` leads per transaction."""
     report = RescoreReport()
-    router = Router(rules=rules, catalog=catalog, team=team)
-    last: uuid.UUID | None = None
+    rescorer = _Rescorer(
+        now=now, rules=rules, router=Router(rules=rules, catalog=catalog, team=team), report=report
+    )
+    last: Any = None
     while True:
         with engine.begin() as conn:
-            last = _rescore_batch(
-                conn, after=last, now=now, rules=rules, router=router, batch=batch, report=report
-            )
+            last = rescorer.batch(conn, after=last, size=batch)
         if last is None:
             return report
 
 
-def _rescore_batch(
-    conn: Connection,
-    *,
-    after: uuid.UUID | None,
-    now: datetime,
-    rules: ScoringRules,
-    router: Router,
-    batch: int,
-    report: RescoreReport,
-) -> uuid.UUID | None:
-    """Rescore the next batch; returns its last id (``None`` when there was nothing left)."""
-    query = select(*_COLUMNS).where(LEADS.c.status != LeadStatus.DISQUALIFIED.value)
-    if after is not None:
-        query = query.where(LEADS.c.id > after)
-    rows = list(conn.execute(query.order_by(LEADS.c.id).limit(batch).with_for_update()))
-    if not rows:
-        return None
-    report.batches += 1
-    report.scanned += len(rows)
-    engagement = _decay(conn, rows, now=now, rules=rules, report=report)
-    moves = _moves(conn, rows, engagement, now=now, rules=rules)
-    record_moves(conn, moves, now=now)
-    report.moves.update((m.old or "new", m.new) for m in moves)
-    report.routing.merge(router.route(conn, moves=moves, now=now))
-    last: uuid.UUID = rows[-1].id
-    return last
+@dataclass
+class _Rescorer:
+    now: datetime
+    rules: ScoringRules
+    router: Router
+    report: RescoreReport
 
-
-def _decay(
-    conn: Connection, rows: list[Any], *, now: datetime, rules: ScoringRules, report: RescoreReport
-) -> dict[uuid.UUID, float]:
-    """Write each lead's engagement as it stands at ``now``; returns it by lead."""
-    half_life = rules.engagement.half_life
-    current: dict[uuid.UUID, float] = {}
-    params = []
-    for row in rows:
-        score, at = row.engagement_score, row.engagement_at
-        if not score or at is None or at >= now:
-            current[row.id] = score
-            continue
-        value = score * decay_factor(now - at, half_life)
-        value = 0.0 if abs(value) < NEGLIGIBLE else value
-        current[row.id] = value
-        params.append({"b_id": row.id, "b_score": value})
-    if params:
-        statement = (
-            update(LEADS)
-            .where(LEADS.c.id == bindparam("b_id"))
-            .values(engagement_score=bindparam("b_score"), engagement_at=now)
+    def batch(self, conn: Connection, *, after: Any, size: int) -> Any:
+        """Rescore the leads after ``after``; returns the last id done (``None``: nothing left)."""
+        lead_id = _raw_id(conn)
+        engagement = decayed_sql(
+            _C.engagement_score,
+            _C.engagement_at,
+            self.now,
+            self.rules.engagement.half_life,
+            conn.dialect.name,
         )
-        conn.execute(statement, params)
-        report.decayed += len(params)
-    return current
+        inactive_since = self.now - self.rules.customers.inactive_after
+        query = select(
+            lead_id,
+            _C.status,
+            _C.fit_score,
+            engagement,
+            and_(_C.last_purchase_at.is_not(None), _C.last_purchase_at < inactive_since),
+        ).where(self._scope(lead_id, after))
+        rows = conn.execute(query.order_by(_C.id).limit(size).with_for_update()).all()
+        if not rows:
+            return None
+        first, last = after, rows[-1][0]
+        self.report.batches += 1
+        self.report.scanned += len(rows)
+        moves = self._moves(conn, rows)
+        # The same expression decays the stored values of exactly the rows just read.
+        conn.execute(
+            update(LEADS)
+            .where(
+                self._scope(lead_id, first),
+                lead_id <= last,
+                _C.engagement_score != 0.0,
+                _C.engagement_at < self.now,
+            )
+            .values(engagement_score=engagement, engagement_at=self.now)
+        )
+        record_moves(conn, moves, now=self.now)
+        self.report.moves.update((m.old or "new", m.new) for m in moves)
+        self.report.routing.merge(self.router.route(conn, moves=moves, now=self.now))
+        return last
+
+    @staticmethod
+    def _scope(lead_id: ColumnElement[Any], after: Any) -> ColumnElement[bool]:
+        scope = _C.status != LeadStatus.DISQUALIFIED.value
+        return scope if after is None else and_(scope, lead_id > after)
+
+    def _moves(self, conn: Connection, rows: Sequence[Any]) -> list[StatusMove]:
+        moves: list[StatusMove] = []
+        cooling: list[tuple[Any, LeadStatus]] = []
+        for raw_id, status, fit, engagement, inactive in rows:
+            if status in SCORED:
+                new = next_status(status, fit, engagement, self.rules)
+                if new is None:
+                    continue
+                if status == LeadStatus.HOT.value:
+                    cooling.append(((raw_id, status, fit, engagement), new))
+                else:
+                    moves.append(self._move(raw_id, status, new.value, why(fit, engagement, self.rules)))
+            elif status == LeadStatus.CUSTOMER.value and inactive:
+                reason = f"no purchase for {self.rules.customers.inactive_after.days} days"
+                moves.append(self._move(raw_id, status, LeadStatus.FORMER_CUSTOMER.value, reason))
+        held = held_by_sales(conn, [_uuid(row[0]) for row, _ in cooling], self.rules)
+        for (raw_id, status, fit, engagement), new in cooling:
+            if _uuid(raw_id) not in held:
+                moves.append(self._move(raw_id, status, new.value, why(fit, engagement, self.rules)))
+        return moves
+
+    @staticmethod
+    def _move(raw_id: Any, old: str, new: str, reason: str) -> StatusMove:
+        return StatusMove(_uuid(raw_id), old, new, f"{reason} (decay)" if old in SCORED else reason)
 
 
-def _moves(
-    conn: Connection,
-    rows: list[Any],
-    engagement: dict[uuid.UUID, float],
-    *,
-    now: datetime,
-    rules: ScoringRules,
-) -> list[StatusMove]:
-    moves: list[StatusMove] = []
-    cooling: list[Any] = []
-    inactive_since = now - rules.customers.inactive_after
-    for row in rows:
-        if row.status in SCORED:
-            new = next_status(row.status, row.fit_score, engagement[row.id], rules)
-            if new is None:
-                continue
-            if row.status == LeadStatus.HOT.value:
-                cooling.append((row, new))
-            else:
-                moves.append(_move(row, new, engagement[row.id], rules))
-        elif _inactive_customer(row, inactive_since):
-            reason = f"no purchase since {row.last_purchase_at.date().isoformat()}"
-            moves.append(StatusMove(row.id, row.status, LeadStatus.FORMER_CUSTOMER.value, reason))
-    held = held_by_sales(conn, [row.id for row, _ in cooling], rules)
-    moves += [_move(row, new, engagement[row.id], rules) for row, new in cooling if row.id not in held]
-    return moves
+def _raw_id(conn: Connection) -> ColumnElement[Any]:
+    """The id column as the database returns it: SQLite's 32 hex characters are not turned into
+    ``UUID`` objects for every row read (only the moved leads need one)."""
+    return type_coerce(_C.id, String()) if conn.dialect.name == "sqlite" else _C.id
 
 
-def _inactive_customer(row: Any, since: datetime) -> bool:
-    return bool(
-        row.status == LeadStatus.CUSTOMER.value
-        and row.last_purchase_at is not None
-        and row.last_purchase_at < since
-    )
-
-
-def _move(row: Any, new: LeadStatus, engagement: float, rules: ScoringRules) -> StatusMove:
-    return StatusMove(row.id, row.status, new.value, f"{why(row.fit_score, engagement, rules)} (decay)")
+def _uuid(raw: Any) -> uuid.UUID:
+    return raw if isinstance(raw, uuid.UUID) else uuid.UUID(hex=raw)

@@ -12,13 +12,14 @@ customer (``customers``) and the rules of the sales cadence (``cadence``).
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from models.tables import EventType
 from scoring.source import LoadedFile, load_model
@@ -145,12 +146,25 @@ class FitSpec(_Strict):
     persona: FitRules = {}
 
 
+def _signal(value: str) -> str:
+    if value not in ENGAGEMENT_SIGNALS:
+        close = difflib.get_close_matches(value, sorted(ENGAGEMENT_SIGNALS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown event type {value!r}{hint}: expected one of {', '.join(sorted(ENGAGEMENT_SIGNALS))}"
+        )
+    return value
+
+
+Signal = Annotated[str, AfterValidator(_signal)]
+
+
 class EngagementSpec(_Strict):
     """What the lead does: points per event type, fading by half every ``half_life``. ``forms``
     overrides the points of a download for one form (a callback request is worth more)."""
 
     half_life: Duration
-    points: dict[str, float]
+    points: dict[Signal, float]
     forms: dict[str, float] = {}
 
     @field_validator("half_life")
@@ -158,16 +172,6 @@ class EngagementSpec(_Strict):
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("half_life must be longer than 0")
-        return value
-
-    @field_validator("points")
-    @classmethod
-    def _known_signals(cls, value: dict[str, float]) -> dict[str, float]:
-        unknown = sorted(set(value) - ENGAGEMENT_SIGNALS)
-        if unknown:
-            raise ValueError(
-                f"unknown event type {unknown[0]!r}: expected one of {', '.join(sorted(ENGAGEMENT_SIGNALS))}"
-            )
         return value
 
 

@@ -130,9 +130,12 @@ def load_model(path: Path, model: type[ModelT], *, what: str) -> LoadedFile[Mode
     try:
         validated = model.model_validate(loaded.data)
     except ValidationError as exc:
-        for err in exc.errors(include_url=False):
-            loc, message, at_key = _wording(err, model)
-            loaded.diagnostics.append(loaded.at(loc, message, at_key=at_key))
+        worded = [_wording(err, model) for err in exc.errors(include_url=False)]
+        suggested = {suggestion for _, _, _, suggestion in worded if suggestion is not None}
+        for loc, message, at_key, _ in worded:
+            # "unknown key 'nme' (did you mean 'name'?)" already says that 'name' is missing.
+            if not message.startswith("missing required key") or _missing_key(loc, message) not in suggested:
+                loaded.diagnostics.append(loaded.at(loc, message, at_key=at_key))
     else:
         if not loaded.diagnostics:
             loaded.model = validated
@@ -140,24 +143,33 @@ def load_model(path: Path, model: type[ModelT], *, what: str) -> LoadedFile[Mode
     return loaded
 
 
-def _wording(err: ErrorDetails, root: type[BaseModel]) -> tuple[Loc, str, bool]:
+def _missing_key(loc: Loc, message: str) -> Loc:
+    return (*loc, message.split("'")[1])
+
+
+def _wording(err: ErrorDetails, root: type[BaseModel]) -> tuple[Loc, str, bool, Loc | None]:
+    """Where an error points, its message, whether it points at the key, and the key an unknown
+    key probably meant."""
     kind, loc = err["type"], tuple(err["loc"])
-    # Errors inside a dict key are reported by pydantic with a trailing '[key]'.
+    # Errors inside a dict key are reported by pydantic with a trailing '[key]': point at the key.
+    in_key = "[key]" in loc
     loc = tuple(part for part in loc if part != "[key]")
     where = f" in {breadcrumb(loc[:-1])}" if len(loc) > 1 else ""
     if kind == "extra_forbidden":
         allowed = allowed_keys(root, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else (f" (expected one of {', '.join(allowed)})")
-        return loc, f"unknown key {loc[-1]!r}{where}{hint}", True
+        return loc, f"unknown key {loc[-1]!r}{where}{hint}", True, ((*loc[:-1], close[0]) if close else None)
     if kind == "missing":
-        return loc[:-1], f"missing required key {loc[-1]!r}{where}", False
+        return loc[:-1], f"missing required key {loc[-1]!r}{where}", False, None
     text = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     raw = err["input"]
-    if not isinstance(raw, dict | list) and kind not in ("value_error", "assertion_error"):
+    container = isinstance(raw, dict | list)
+    if not container and kind not in ("value_error", "assertion_error"):
         text += f", got {describe(raw)}"
     crumb = breadcrumb(loc)
-    return loc, f"{crumb}: {text}" if crumb else text, False
+    # A whole mapping or list is wrong: point at its key, where the reader looks for it.
+    return loc, f"{crumb}: {text}" if crumb else text, container or in_key, None
 
 
 def allowed_keys(root: type[BaseModel], loc: Loc) -> list[str]:

@@ -14,9 +14,9 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from sqlalchemy import Connection, Table, func, select
 
 from models.leads import normalize_email, normalize_phone
@@ -35,11 +35,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _departement(value: Any) -> str:
+    if not DEPARTEMENT.match(str(value)):
+        raise ValueError(f"expected a département number like '75', '2A' or '971', got {value!r}")
+    return str(value)
+
+
+Departement = Annotated[str, BeforeValidator(_departement)]
+
+
 class Territory(_Strict):
     """Countries (ISO codes) and French départements ("75", "2A", "971") a salesperson covers."""
 
     countries: tuple[str, ...] = ()
-    departements: tuple[str, ...] = ()
+    departements: tuple[Departement, ...] = ()
 
     @field_validator("countries")
     @classmethod
@@ -49,14 +58,6 @@ class Territory(_Strict):
                 raise ValueError(f"expected ISO country codes like 'FR', got {code!r}")
         return value
 
-    @field_validator("departements", mode="before")
-    @classmethod
-    def _departements(cls, value: Any) -> Any:
-        items = value if isinstance(value, list | tuple) else [value]
-        for item in items:
-            if not DEPARTEMENT.match(str(item)):
-                raise ValueError(f"expected a département number like '75', '2A' or '971', got {item!r}")
-        return tuple(str(item) for item in items)
 
 
 class Salesperson(_Strict):
@@ -92,15 +93,16 @@ class Team(_Strict):
 
     salespeople: tuple[Salesperson, ...] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Team:
-        names = [person.name for person in self.salespeople]
+    @field_validator("salespeople")
+    @classmethod
+    def _unique_names(cls, value: tuple[Salesperson, ...]) -> tuple[Salesperson, ...]:
+        names = [person.name for person in value]
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate:
             raise ValueError(f"salesperson {duplicate!r} is listed twice")
-        if not any(person.active for person in self.salespeople):
+        if not any(person.active for person in value):
             raise ValueError("at least one salesperson must be active")
-        return self
+        return value
 
     def get(self, name: str | None) -> Salesperson | None:
         """The salesperson called ``name``, if any."""

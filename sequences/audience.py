@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -28,7 +28,7 @@ from spirale.errors import SequenceError
 STATUSES = ("hot", "warm", "cold", "customer", "former_customer", "disqualified")
 #: Never selected, whatever the block says: sales handles hot leads, disqualified ones are out.
 ALWAYS_EXCLUDED = ("hot", "disqualified")
-RULES = ("dormant_days", "min_messages_without_click", "former_customers_inactive_days")
+RULES = ("dormant_days", "min_messages_without_click", "former_customers_inactive_days", "customer_class")
 
 
 class AudienceSpec(BaseModel):
@@ -43,6 +43,7 @@ class AudienceSpec(BaseModel):
     exclude_contacted_within_days: int = Field(default=14, ge=0, le=3650)
     exclude_statuses: tuple[str, ...] = ()
     max_leads: int | None = Field(default=None, ge=1)
+    customer_class: Literal["A", "B", "C"] | None = None  # current customers of this class
 
     @field_validator("exclude_statuses", mode="before")
     @classmethod
@@ -107,6 +108,8 @@ def validate_audience(data: object) -> list[str]:
 
 def parse_audience(data: object, *, sequence: str = "") -> AudienceSpec:
     """The ``audience:`` block as a model; raises ``SequenceError`` listing every problem."""
+    if isinstance(data, AudienceSpec):
+        return data
     problems = validate_audience(data)
     if problems or not isinstance(data, Mapping):
         where = f"sequence {sequence!r}: " if sequence else ""

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from sequences.audience import AudienceSpec
 from sequences.durations import parse_duration, parse_exact_duration
 
 ExactDuration = Annotated[timedelta, BeforeValidator(parse_exact_duration)]
@@ -292,7 +293,7 @@ class Sequence(_Strict):
     windows: dict[Channel, Window] = {}
     exit_when: tuple[ExitCondition, ...] = ()
     repeat: Repeat | None = None
-    audience: dict[str, Any] | None = None
+    audience: AudienceSpec | None = None
     steps: tuple[Step, ...] = Field(min_length=1)
 
     @field_validator("name")

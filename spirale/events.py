@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Table, or_, select, update
@@ -148,8 +149,10 @@ def store_events(
         for index, event in enumerate(unique)
     ]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(EVENTS).on_conflict_do_nothing(index_elements=["dedup_key"])
-    stored = sum(conn.execute(statement.values(row)).rowcount for row in rows)
+    statement = (
+        dialect.insert(EVENTS).on_conflict_do_nothing(index_elements=["dedup_key"]).returning(EVENTS.c.id)
+    )
+    stored = sum(conn.execute(statement.values(row)).first() is not None for row in rows)
     return StoreResult(stored=stored, duplicates=len(events) - stored)
 
 
@@ -361,12 +364,24 @@ def _score(
         logger.warning("no scoring rules at %s: events applied without score changes", path)
         report.scoring = "no rules"
         return
-    rules = load_rules(path)
+    rules = _cached_rules(path, path.stat().st_mtime_ns, load_rules)
     moves = apply_event_scores(conn, events=rows, now=now, rules=rules)
     report.status_moves = len(moves)
     if moves:
         route_moves(conn, moves=moves, now=now, rules=rules, catalog=catalog)
     report.scoring = "applied"
+
+
+_RULES_CACHE: dict[tuple[Path, int], Any] = {}
+
+
+def _cached_rules(path: Path, mtime_ns: int, load: Callable[[Path], Any]) -> Any:
+    """The scoring rules of ``path`` as last modified (parsing them checks the whole library)."""
+    key = (path, mtime_ns)
+    if key not in _RULES_CACHE:
+        _RULES_CACHE.clear()
+        _RULES_CACHE[key] = load(path)
+    return _RULES_CACHE[key]
 
 
 def _answer_help(

@@ -111,9 +111,8 @@ def _leads_by_address(conn: Connection, addresses: Iterable[str]) -> dict[str, u
     phones = [k for k in keys if "@" not in k]
     found: dict[str, uuid.UUID] = {}
     if emails:
-        found.update(
-            conn.execute(select(LEADS.c.email, LEADS.c.id).where(LEADS.c.email.in_(emails))).tuples()
-        )
+        by_email = select(LEADS.c.email, LEADS.c.id).where(LEADS.c.email.in_(emails))
+        found.update((email, lead_id) for email, lead_id in conn.execute(by_email))
     if phones:
         query = (
             select(LEADS.c.phone, LEADS.c.id).where(LEADS.c.phone.in_(phones)).order_by(LEADS.c.created_at)

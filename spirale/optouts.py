@@ -112,7 +112,7 @@ def live_enrollments(
         ENROLLMENTS.c.state.in_(LIVE),
         ENROLLMENTS.c.enrolled_at <= started_by,
     )
-    return list(conn.execute(query).tuples())
+    return [(row[0], row[1]) for row in conn.execute(query)]
 
 
 def exit_enrollments(conn: Connection, exits: Sequence[tuple[uuid.UUID, str]], *, now: datetime) -> int:

@@ -111,7 +111,10 @@ def _tied_conditions(
 def _person_extras(email: str | None, phone: str | None) -> dict[Table, ColumnElement[bool]]:
     """Rows that name the person's address without being linked to the lead."""
     payload = func.lower(cast(EVENTS.c.payload, Text))
-    mentions = [payload.contains(address.lower(), autoescape=True) for address in (email, phone) if address]
+    # Matched as a whole JSON string, so that another address containing this one is left alone.
+    mentions = [
+        payload.contains(f'"{address.lower()}"', autoescape=True) for address in (email, phone) if address
+    ]
     extras: dict[Table, ColumnElement[bool]] = {}
     if mentions:
         extras[EVENTS] = and_(EVENTS.c.lead_id.is_(None), or_(*mentions))

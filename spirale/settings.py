@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     frequency_cap_hours: float = Field(default=24.0, gt=0)
     dispatch_batch_size: int = Field(default=1000, ge=1, le=50_000)
     claim_lease_seconds: int = Field(default=300, ge=5)
-    send_max_attempts: int = Field(default=5, ge=1)
+    send_max_attempts: int = Field(default=5, ge=1)  # in-process tries of one send (429, refused)
+    retry_max_delay_seconds: int = Field(default=3600, ge=60)  # cap of the backoff between attempts
 
     # Action plan budget, in euros: per email, per SMS segment (as operators bill), per sales call.
     cost_email: float = Field(default=0.001, ge=0)

@@ -34,7 +34,7 @@ def _configure(**options: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
 
 

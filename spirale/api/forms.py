@@ -231,7 +231,8 @@ def _row(
 def _insert(conn: Connection, row: dict[str, Any]) -> bool:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = dialect.insert(SUBMISSIONS).on_conflict_do_nothing(index_elements=["submission_key"])
-    return conn.execute(statement.values(row)).rowcount == 1
+    # RETURNING, not rowcount: SQLAlchemy does not keep an INSERT's rowcount on every driver.
+    return conn.execute(statement.values(row).returning(SUBMISSIONS.c.id)).first() is not None
 
 
 def trigger_intake(context: ApiContext, accepted: AcceptedSubmission) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import APIRouter, Request
@@ -18,7 +19,6 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection, Table, select
 from starlette.concurrency import run_in_threadpool
 
-from channels.unsubscribe import UnsubscribeClaim
 from channels.webhooks import NormalizedEvent, dedup_key
 from models.tables import EventType, Lead
 from spirale.api.context import ApiContext, get_context
@@ -55,10 +55,9 @@ async def unsubscribe(token: str, request: Request) -> HTMLResponse:
     """RFC 8058 one-click: suppress the address and exit marketing enrollments."""
     context = get_context(request)
     claim = _claim(context, token)
-    lead_id = as_uuid(claim.lead_id) if claim is not None else None
-    if claim is None or lead_id is None:
+    if claim is None:
         return _not_found()
-    await run_in_threadpool(unsubscribe_lead, context, lead_id, claim.channel)
+    await run_in_threadpool(unsubscribe_lead, context, claim.lead_uuid, claim.channel)
     sender = html.escape(context.settings.sender_name)
     return _page(f"<h1>C'est fait</h1><p>Vous ne recevrez plus de {_NOUNS[claim.channel]} de {sender}.</p>")
 
@@ -102,9 +101,19 @@ def _opt_out(
     store_events(conn, [event], received_at=now)
 
 
-def _claim(context: ApiContext, token: str) -> UnsubscribeClaim | None:
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    lead_uuid: uuid.UUID
+    channel: str
+
+
+def _claim(context: ApiContext, token: str) -> _Claim | None:
+    """What a genuine token asks; ``None`` for a forged one or one naming no lead or channel."""
     claim = context.signer.verify(token)
-    return claim if claim is not None and claim.channel in CHANNELS else None
+    lead_id = as_uuid(claim.lead_id) if claim is not None else None
+    if claim is None or lead_id is None or claim.channel not in CHANNELS:
+        return None
+    return _Claim(lead_id, claim.channel)
 
 
 def _page(body: str, status_code: int = 200) -> HTMLResponse:

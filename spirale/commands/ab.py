@@ -9,12 +9,16 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from scoring.ab_stats import ExperimentStats
 
 console = Console()
 errors = Console(stderr=True)
@@ -39,7 +43,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _instant(now: str | None) -> Any:
+def _instant(now: str | None) -> datetime:
     from spirale.clock import parse_instant, utcnow
 
     try:
@@ -132,7 +136,7 @@ def stats(
     _print_stats_table(result)
 
 
-def _print_stats_table(result: Any) -> None:
+def _print_stats_table(result: ExperimentStats) -> None:
     from rich.table import Table
 
     from scoring.ab_report import format_arm

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from sequences.durations import format_duration
 from spirale.errors import SequenceError, SpiraleError
@@ -33,9 +34,28 @@ class OutputFormat(StrEnum):
     JSON = "json"
 
 
+class _TimelineByDefault(TyperGroup):
+    """``spirale plan SEQUENCE ...`` runs ``plan timeline``; ``spirale plan export`` is a subcommand."""
+
+    # ``ctx`` is Typer's vendored click Context, which Typer does not export for annotations.
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["timeline", *args]
+        return super().parse_args(ctx, args)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``plan`` to the ``spirale`` command line."""
-    app.command("plan")(plan_command)
+    """Add ``plan`` (a sequence's timeline) and ``plan export`` (the action plan workbook)."""
+    from spirale.commands.plan_export import export_command
+
+    group = typer.Typer(
+        cls=_TimelineByDefault,
+        no_args_is_help=True,
+        help="A sequence's timeline (spirale plan SEQUENCE --start ...), or the action plan (plan export).",
+    )
+    group.command("timeline")(plan_command)
+    group.command("export")(export_command)
+    app.add_typer(group, name="plan")
 
 
 def plan_command(

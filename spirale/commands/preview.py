@@ -44,8 +44,7 @@ def preview_command(
         typer.Option("--start", help="Enrollment instant, ISO 8601; without an offset, lead-local time."),
     ] = None,
 ) -> None:
-    """Render each email (HTML and text), SMS (encoding, segments) and manual step for a lead, with
-    an index.html listing them in send order at their planned local times."""
+    """Render every step for a lead (email HTML/text, SMS segments, notes) with an index in send order."""
     from sequences.catalog import SequenceCatalog
     from sequences.planner import lead_zone
     from sequences.preview import PreviewRequest, build_preview, preview_lead

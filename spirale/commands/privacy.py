@@ -64,8 +64,7 @@ def erase_command(
     email: Annotated[str, typer.Argument(help="The person's email address.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Erase a person (GDPR right to erasure): delete every row about them, keep only hashed
-    suppressions so that a re-import stays blocked."""
+    """Erase a person (GDPR): delete every record, keep only hashed suppressions against re-import."""
     from spirale.clock import utcnow
     from spirale.privacy import erase_lead
 

@@ -23,6 +23,7 @@ class PendingSend:
     lead_id: uuid.UUID
     enrollment_id: uuid.UUID
     segments: int | None = None
+    attempt: int = 1
 
 
 @dataclass

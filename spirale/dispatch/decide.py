@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from models.claims import ClaimedEnrollment
 from models.suppressions import address_hash
 from models.tables import EnrollmentState, EventType, OutboxState
+from scoring.promotion import PromotionRecord, effective_step
 from sequences.planner import cycle_due, lead_zone, next_due
 from sequences.schema import Channel, ExitCondition, Sequence, Step
 from sequences.variants import HOLDOUT, assign_variant, experiment_step
@@ -52,6 +53,7 @@ class BatchFacts:
     recent_sends: dict[uuid.UUID, list[datetime]]  # marketing sends inside the frequency-cap window
     assignments: Mapping[tuple[uuid.UUID, str, str], str]  # (lead, sequence, step) -> variant
     exit_events: Mapping[uuid.UUID, list[tuple[str, datetime]]]  # lead -> [(type, occurred_at)]
+    promotions: Mapping[tuple[str, str], PromotionRecord] = field(default_factory=dict)  # A/B winners
 
 
 @dataclass
@@ -269,9 +271,11 @@ class StepDecider:
         variant = self.facts.assignments.get((row.lead_id, sequence.name, step.id))
         if variant is None:
             experiment = experiment_step(sequence, step)
+            # New leads are drawn on the promoted weights; leads already assigned keep their arm.
+            drawn_on = effective_step(step, self.facts.promotions.get((sequence.name, experiment)))
             variant = self.facts.assignments.get((row.lead_id, sequence.name, experiment)) or (
                 assign_variant(
-                    step, lead_key=str(row.lead_id), sequence_name=sequence.name, experiment=experiment
+                    drawn_on, lead_key=str(row.lead_id), sequence_name=sequence.name, experiment=experiment
                 )
                 or ""
             )

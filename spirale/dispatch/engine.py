@@ -31,6 +31,7 @@ from channels.base import AnyChannel as DeliveryChannel
 from models.claims import ClaimedEnrollment, claim_due, release
 from models.suppressions import address_hash, suppressed_hashes
 from models.tables import EnrollmentState, Event, Lead, OutboxMessage, OutboxState, VariantAssignment
+from scoring.promotion import current_promotions
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch.batch import BatchWrites
 from spirale.dispatch.decide import EXIT_EVENT_TYPES, BatchFacts, StepDecider, lead_facts
@@ -88,7 +89,6 @@ class Dispatcher:
             builder=self.builder,
             recorder=self.recorder,
             lease=self.lease,
-            max_attempts=self.settings.send_max_attempts,
         )
 
     def dispatch_due(self, *, now: datetime, max_batches: int | None = None) -> DispatchReport:
@@ -178,6 +178,7 @@ class Dispatcher:
             recent_sends=self._recent_sends(conn, lead_ids, now),
             assignments=self._assignments(conn, lead_ids),
             exit_events=self._exit_events(conn, lead_ids),
+            promotions=current_promotions(conn),
         )
 
     @staticmethod

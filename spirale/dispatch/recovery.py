@@ -5,7 +5,9 @@
 - ``sending`` rows older than the lease may have reached the provider: they become ``unknown``
   and wait for reconciliation (provider events or a message lookup), never a blind resend.
 - ``failed`` rows with a ``retry_at`` were refused as "not processed" (rate limit, connection
-  refused): once due, a new attempt row is created and sent, up to ``send_max_attempts``.
+  refused, an open circuit): once due, a new attempt row is created and sent. There is no last
+  attempt: the provider never saw these messages, so retrying cannot duplicate them, and the
+  backoff between attempts (``sending.py``) grows to ``retry_max_delay_seconds``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
 
+from models.suppressions import address_hash, suppressed_hashes
 from models.tables import OutboxState
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch.batch import PendingSend
@@ -52,7 +55,6 @@ class Recovery:
     builder: MessageBuilder
     recorder: SendRecorder
     lease: timedelta
-    max_attempts: int
 
     def run(self, *, now: datetime, report: DispatchReport) -> None:
         engine = self.recorder.engine
@@ -66,8 +68,30 @@ class Recovery:
         if rows:
             with engine.connect() as conn:
                 leads = self._leads(conn, {row["lead_id"] for row in rows})
-            sends = [s for s in (self._rebuild(row, leads, now, report) for row in rows) if s is not None]
+                blocked = self._suppressed_rows(conn, rows)
+            for row in rows:
+                if row["id"] in blocked:
+                    self._close(
+                        row["id"], now, OutboxState.SUPPRESSED, "suppressed", "suppressed while waiting"
+                    )
+                    report.suppressed[row["channel"]] += 1
+            waiting = [row for row in rows if row["id"] not in blocked]
+            sends = [s for s in (self._rebuild(row, leads, now, report) for row in waiting) if s is not None]
             self.recorder.send_and_record(sends, now=now, report=report)
+
+    @staticmethod
+    def _suppressed_rows(conn: Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        """Rows whose address was suppressed while they waited: checked again at send time."""
+        blocked: set[uuid.UUID] = set()
+        for channel in {row["channel"] for row in rows}:
+            hashes = {
+                address_hash(channel, row["to_address"]): row["id"]
+                for row in rows
+                if row["channel"] == channel
+            }
+            for found in suppressed_hashes(conn, channel=channel, hashes=set(hashes)):
+                blocked.add(hashes[found])
+        return blocked
 
     def _stale_sending_to_unknown(self, conn: Connection, now: datetime, report: DispatchReport) -> None:
         result = conn.execute(
@@ -107,12 +131,7 @@ class Recovery:
             .values(retry_at=None, updated_at=now)
             .returning(*RESEND_COLUMNS)
         )
-        fresh: list[dict[str, Any]] = []
-        for row in due.mappings():
-            if row["attempt"] >= self.max_attempts:
-                continue
-            new = dict(row) | {"id": uuid.uuid4(), "attempt": row["attempt"] + 1}
-            fresh.append(new)
+        fresh = [dict(row) | {"id": uuid.uuid4(), "attempt": row["attempt"] + 1} for row in due.mappings()]
         if fresh:
             conn.execute(
                 OUTBOX.insert(),
@@ -148,7 +167,7 @@ class Recovery:
                 row["id"], sequence, step, row["variant"], lead, row["to_address"]
             )
         except (SequenceError, RenderError, StopIteration) as exc:
-            self._fail(row["id"], now, str(exc))
+            self._close(row["id"], now, OutboxState.FAILED, "rebuild", str(exc))
             report.failed[row["channel"]] += 1
             return None
         return PendingSend(
@@ -157,17 +176,14 @@ class Recovery:
             message=message,
             lead_id=row["lead_id"],
             enrollment_id=row["enrollment_id"],
+            attempt=row["attempt"],
         )
 
-    def _fail(self, outbox_id: uuid.UUID, now: datetime, reason: str) -> None:
+    def _close(self, outbox_id: uuid.UUID, now: datetime, state: OutboxState, code: str, reason: str) -> None:
+        """End a pending row without sending it (suppressed meanwhile, or impossible to rebuild)."""
         with self.recorder.engine.begin() as conn:
             conn.execute(
                 update(OUTBOX)
                 .where(OUTBOX.c.id == outbox_id, OUTBOX.c.state == OutboxState.PENDING.value)
-                .values(
-                    state=OutboxState.FAILED.value,
-                    error_code="rebuild",
-                    error_message=reason[:500],
-                    updated_at=now,
-                )
+                .values(state=state.value, error_code=code, error_message=reason[:500], updated_at=now)
             )

@@ -85,6 +85,10 @@ class SendRecorder:
             )
             return {row_id for (row_id,) in result}
 
+    def _retry_delay(self, send: PendingSend, error: RetryableSendError) -> timedelta:
+        backoff = _backoff(send.attempt, self.settings.retry_max_delay_seconds)
+        return max(backoff, timedelta(seconds=error.retry_after or 0))
+
     def _record(
         self,
         send: PendingSend,
@@ -120,8 +124,7 @@ class SendRecorder:
             row["state"] = OutboxState.UNKNOWN.value
         elif isinstance(error, RetryableSendError):
             report.failed[send.channel] += 1
-            delay = timedelta(seconds=error.retry_after) if error.retry_after else DEFAULT_RETRY_DELAY
-            row |= {"state": OutboxState.FAILED.value, "retry_at": now + delay}
+            row |= {"state": OutboxState.FAILED.value, "retry_at": now + self._retry_delay(send, error)}
         else:
             report.failed[send.channel] += 1
             row["state"] = OutboxState.FAILED.value
@@ -130,6 +133,12 @@ class SendRecorder:
                 to_suppress.append((send.channel, address, f"provider {error.provider_code or 'refusal'}"))
                 report.suppressed[send.channel] += 1
         return row
+
+
+def _backoff(attempt: int, cap_seconds: int) -> timedelta:
+    """1 min, 2, 4, 8 ... between attempts of a message the provider never processed, capped."""
+    step: timedelta = DEFAULT_RETRY_DELAY * 2 ** min(attempt - 1, 16)
+    return min(step, timedelta(seconds=cap_seconds))
 
 
 def _status(error: ChannelError) -> str | None:

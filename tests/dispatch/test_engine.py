@@ -249,18 +249,27 @@ def test_rate_limited_send_is_retried_as_a_new_attempt_then_sent_once(
     limited = {"on": True}
 
     def fault(message: object) -> RetryableSendError | None:
-        return RetryableSendError("429", channel="email", retry_after=30) if limited["on"] else None
+        return RetryableSendError("429", channel="email", retry_after=90) if limited["on"] else None
 
     channels = recording_channels(fault=fault)
     dispatcher = Dispatcher(engine=engine, catalog=catalog, channels=channels, settings=settings)
     enroll(make_leads(3), "drip")
     assert dispatcher.dispatch_due(now=MONDAY_9H).failed == {"email": 3}
+    # The provider's reset (90 s) wins over the first backoff step (60 s).
+    assert dispatcher.dispatch_due(now=MONDAY_9H + timedelta(seconds=89)).retried == 0
+    assert dispatcher.dispatch_due(now=MONDAY_9H + timedelta(seconds=90)).failed == {"email": 3}
+    # Attempt 2 failed too: the backoff doubles to 2 minutes, however long the outage lasts.
     limited["on"] = False
-    assert dispatcher.dispatch_due(now=MONDAY_9H + timedelta(seconds=10)).retried == 0
-    report = dispatcher.dispatch_due(now=MONDAY_9H + timedelta(seconds=31))
+    later = MONDAY_9H + timedelta(seconds=90)
+    assert dispatcher.dispatch_due(now=later + timedelta(seconds=100)).retried == 0
+    report = dispatcher.dispatch_due(now=later + timedelta(seconds=120))
     assert report.retried == 3 and report.sent == {"email": 3}
     rows = outbox_rows(engine)
-    assert Counter((r["attempt"], r["state"]) for r in rows) == {(1, "failed"): 3, (2, "sent"): 3}
+    assert Counter((r["attempt"], r["state"]) for r in rows) == {
+        (1, "failed"): 3,
+        (2, "failed"): 3,
+        (3, "sent"): 3,
+    }
     assert len(channels["email"].sent) == 3
 
 
@@ -377,3 +386,30 @@ def test_concurrent_dispatchers_never_send_twice(
     ids = [m.outbox_id for m in shared["email"].sent]
     assert len(ids) == 600 == len(set(ids))
     assert len({m.to for m in shared["email"].sent}) == 600
+
+
+def test_a_promotion_sends_new_leads_to_the_winner_and_keeps_old_assignments(
+    engine: Engine,
+    dispatcher: Dispatcher,
+    channels: dict[str, RecordingChannel],
+    make_leads: MakeLeads,
+    enroll: Enroll,
+) -> None:
+    from scoring.promotion import promote
+
+    early = make_leads(300)
+    enroll(early, "ab")
+    dispatcher.dispatch_due(now=MONDAY_9H)
+    table = VariantAssignment.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        before = dict(conn.execute(select(table.c.lead_id, table.c.variant)).all())
+    with engine.begin() as conn:
+        promote(conn, sequence="ab", step="offer", variant="discount", actor="test", reason="won", now=MONDAY_9H)
+    late = make_leads(500)
+    enroll(late, "ab", now=MONDAY_9H + timedelta(hours=1))
+    dispatcher.dispatch_due(now=MONDAY_9H + timedelta(hours=1))
+    with engine.connect() as conn:
+        after = dict(conn.execute(select(table.c.lead_id, table.c.variant)).all())
+    assert {lead: after[lead] for lead in early} == before
+    late_arms = Counter(after[lead] for lead in late)
+    assert set(late_arms) == {"discount", "holdout"} and 20 < late_arms["holdout"] < 85

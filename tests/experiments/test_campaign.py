@@ -29,7 +29,7 @@ pytestmark = pytest.mark.db
 ASSIGNMENTS = VariantAssignment.__table__  # type: ignore[attr-defined]
 TRUE_RATES = {"holdout": 0.04, "audit-offert": 0.07, "remise": 0.11}
 CLICK_RATES = {"audit-offert": 0.05, "remise": 0.08}
-LEADS = 4000
+LEADS = 3000
 TICK = timedelta(hours=12)
 DAY = timedelta(days=1)
 

@@ -36,21 +36,28 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
 
 
-def seed(engine: Engine, due_offsets: Sequence[timedelta], *, state: str = "active") -> list[uuid.UUID]:
+def seed(
+    engine: Engine, due_offsets: Sequence[timedelta], *, state: str | Sequence[str] = "active"
+) -> list[uuid.UUID]:
     """One lead and one enrollment per offset, due at ``NOW + offset``; returns enrollment ids."""
-    leads = [{"id": uuid.uuid4(), "email": f"{uuid.uuid4().hex}@example.fr"} for _ in due_offsets]
+    if not due_offsets:
+        return []
+    leads: list[dict[str, Any]] = [
+        {"id": uuid.uuid4(), "email": f"{uuid.uuid4().hex}@example.fr"} for _ in due_offsets
+    ]
+    states = [state] * len(due_offsets) if isinstance(state, str) else state
     enrollments = [
         {
             "id": uuid.uuid4(),
             "lead_id": lead["id"],
             "sequence_name": "nurture",
             "sequence_version": "1",
-            "state": state,
+            "state": row_state,
             "next_due_at": NOW + offset,
             "enrolled_at": NOW - timedelta(days=1),
             "updated_at": NOW,
         }
-        for lead, offset in zip(leads, due_offsets, strict=True)
+        for lead, offset, row_state in zip(leads, due_offsets, states, strict=True)
     ]
     with engine.begin() as conn:
         bulk_insert_leads(conn, leads, now=NOW, normalize=False)
@@ -119,6 +126,19 @@ def test_the_fence_refuses_a_stale_worker(engine: Engine) -> None:
     assert (stored.step_index, stored.claimed_by, stored.lease_until) == (1, None, None)
     assert (stored.next_due_at, stored.last_step_at) == (NOW + timedelta(days=2), NOW)
     assert stored.updated_at == later
+
+
+@pytest.mark.postgres
+def test_a_held_row_cannot_be_reclaimed_before_the_holder_commits(engine: Engine) -> None:
+    [item] = seed(engine, [timedelta(minutes=-1)])
+    claim(engine, "w1")
+    expired = NOW + LEASE + timedelta(seconds=1)
+    with engine.begin() as conn:
+        assert lock_held(conn, ids=[item], worker_id="w1") == {item}
+        assert claim(engine, "w2", at=expired) == []  # another connection: SKIP LOCKED passes over it
+        assert advance(conn, worker_id="w1", advances=[next_step(item)], now=expired) == 1
+    assert claim(engine, "w2", at=expired) == []  # advanced, so no longer due
+    assert row(engine, item).step_index == 1
 
 
 def test_fenced_update_writes_for_the_holder(engine: Engine) -> None:
@@ -225,7 +245,7 @@ PROCESS_WORKER = textwrap.dedent(
     claimed = []
     while True:
         with engine.begin() as conn:
-            batch = claim_due(conn, now=now, worker_id=worker, limit=50, lease=timedelta(minutes=5))
+            batch = claim_due(conn, now=now, worker_id=worker, limit=100, lease=timedelta(minutes=5))
         if not batch:
             break
         with engine.begin() as conn:
@@ -293,7 +313,7 @@ def test_claim_takes_exactly_the_claimable_rows(engine: Engine, rows: list[Any],
     with engine.begin() as conn:
         conn.execute(delete(ENROLLMENTS))
         conn.execute(delete(LEADS))
-    ids = [seed(engine, [timedelta(minutes=due)], state=state)[0] for due, state, _ in rows]
+    ids = seed(engine, [timedelta(minutes=due) for due, _, _ in rows], state=[state for _, state, _ in rows])
     with engine.begin() as conn:
         for item, (_, _, lease) in zip(ids, rows, strict=True):
             if lease is not None:

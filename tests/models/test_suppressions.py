@@ -89,11 +89,11 @@ def rows(engine: Engine) -> list[Any]:
 
 @pytest.mark.db
 def test_suppress_is_idempotent_and_keeps_the_first_entry(engine: Engine) -> None:
-    first = {"reason": "unsubscribe", "source": "link", "now": NOW}
+    first: dict[str, Any] = {"reason": "unsubscribe", "source": "link", "now": NOW}
     with engine.begin() as conn:
         assert suppress(conn, channel="email", address="Anne@Example.fr", **first)
     with engine.begin() as conn:
-        second = {"reason": "bounce", "source": "sendgrid", "now": NOW}
+        second: dict[str, Any] = {"reason": "bounce", "source": "sendgrid", "now": NOW}
         assert not suppress(conn, channel="email", address="anne@example.fr", **second)
     [row] = rows(engine)
     assert (row.channel, row.address, row.address_hash) == ("email", "anne@example.fr", sha(row.address))
@@ -103,7 +103,7 @@ def test_suppress_is_idempotent_and_keeps_the_first_entry(engine: Engine) -> Non
 @pytest.mark.db
 def test_an_erased_address_keeps_only_its_hash_and_stays_blocked(engine: Engine) -> None:
     with engine.begin() as conn:
-        erasure = {"reason": "gdpr-erasure", "source": None, "keep_address": False}
+        erasure: dict[str, Any] = {"reason": "gdpr-erasure", "source": None, "keep_address": False}
         suppress(conn, channel="sms", address="06 12 34 56 78", now=NOW, **erasure)
     [row] = rows(engine)
     assert row.address is None and row.address_hash == sha("+33612345678")

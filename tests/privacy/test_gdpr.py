@@ -31,6 +31,7 @@ from tests.privacy.conftest import (
     T0,
     TASKS,
     History,
+    add_event,
     count_rows,
 )
 
@@ -156,3 +157,12 @@ def test_a_reimported_address_stays_blocked_at_send_time(
     with engine.connect() as conn:
         states = conn.execute(select(OUTBOX.c.step_id, OUTBOX.c.state).where(OUTBOX.c.lead_id == reimported))
         assert sorted(states) == [("bye", "suppressed"), ("hello", "suppressed"), ("ping", "suppressed")]
+
+
+def test_erase_leaves_unlinked_events_of_other_addresses_alone(engine: Engine, history: History) -> None:
+    lookalike = add_event(engine, None, "bounce", payload={"email": "x" + CAMILLE})
+    mention = add_event(engine, None, "bounce", payload={"email": CAMILLE.upper()})
+    with engine.begin() as conn:
+        erase_lead(conn, email=CAMILLE, now=T0)
+    assert count_rows(engine, EVENTS, EVENTS.c.id == lookalike) == 1
+    assert count_rows(engine, EVENTS, EVENTS.c.id == mention) == 0

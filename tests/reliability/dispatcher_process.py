@@ -43,7 +43,8 @@ from channels.twilio import TwilioSms
 from models.claims import ClaimedEnrollment
 from models.db import make_engine
 from sequences.catalog import SequenceCatalog
-from spirale.dispatch import DispatchReport, Dispatcher
+from sequences.rendering import sample_context
+from spirale.dispatch import Dispatcher, DispatchReport
 from spirale.dispatch.batch import PendingSend
 from spirale.dispatch.sending import SendRecorder
 from spirale.settings import Settings
@@ -239,8 +240,11 @@ def run_job(job: Job, catalog: SequenceCatalog) -> dict[str, Any]:
 
 
 def open_catalog() -> SequenceCatalog:
+    """The fixture catalog, parsed and its templates compiled once, before any fork."""
     catalog = SequenceCatalog.open(FIXTURES)
-    catalog.get("relay")  # parsed once, before any fork
+    relay = catalog.get("relay")
+    for step in relay.steps:
+        catalog.renderer.render_step(relay, step, None, sample_context(relay, step, None))
     return catalog
 
 
@@ -333,6 +337,8 @@ class DispatcherServer:
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait(timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
     def _write(self, line: str) -> None:
         assert self.process.stdin is not None

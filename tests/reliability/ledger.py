@@ -83,16 +83,20 @@ def reconcile_from_provider(engine: Engine, fake: FakeProviders, *, now: datetim
     return Reconciled(sent=sent, resend=resend)
 
 
+def backlog(engine: Engine) -> int:
+    """Outbox rows in flight or waiting for a retry."""
+    with engine.connect() as conn:
+        waiting = conn.scalar(
+            select(func.count()).where((OUTBOX.c.state.in_(IN_FLIGHT)) | (OUTBOX.c.retry_at.is_not(None)))
+        )
+    return int(waiting or 0)
+
+
 def quiescent(engine: Engine) -> bool:
     """Nothing left to do: no active enrollment, no row in flight or waiting for a retry."""
     with engine.connect() as conn:
         active = conn.scalar(select(func.count()).where(ENROLLMENTS.c.state == "active"))
-        waiting = conn.scalar(
-            select(func.count()).where(
-                (OUTBOX.c.state.in_(IN_FLIGHT)) | (OUTBOX.c.retry_at.is_not(None))
-            )
-        )
-    return active == 0 and waiting == 0
+    return active == 0 and backlog(engine) == 0
 
 
 def next_wakeup(engine: Engine, now: datetime, lease: timedelta) -> datetime:
@@ -165,7 +169,9 @@ def _row_problems(rows: Iterable[Mapping[str, Any]], received: Counter[str]) -> 
         if state == OutboxState.SENT.value:
             sent_per_key[(row["enrollment_id"], row["cycle"], row["step_id"])] += 1
             if received[row_id] != 1:
-                problems.append(f"outbox {row_id} is sent but the provider processed it {received[row_id]} times")
+                problems.append(
+                    f"outbox {row_id} is sent but the provider processed it {received[row_id]} times"
+                )
     problems += [f"{key} has {n} sent rows" for key, n in sent_per_key.items() if n != 1]
     return problems
 

@@ -129,16 +129,12 @@ def test_duplicate_top_level_key_is_an_error(tmp_path: Path) -> None:
 
 
 def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
-    audience = (
-        "audience:\n  base: &base {dormant_days: 90}\n  merged:\n    <<: *base\n    dormant_days: 120\n"
-    )
+    audience = "audience:\n  <<: {dormant_days: 90, exclude_contacted_within_days: 7}\n  dormant_days: 120\n"
     text = VALID.replace("steps:\n", audience + "steps:\n")
     sequence, diagnostics = load_sequence_file(_write(tmp_path, text))
     assert diagnostics == []
-    assert sequence is not None and sequence.audience == {
-        "base": {"dormant_days": 90},
-        "merged": {"dormant_days": 120},
-    }
+    assert sequence is not None and sequence.audience is not None
+    assert (sequence.audience.dormant_days, sequence.audience.exclude_contacted_within_days) == (120, 7)
 
 
 def test_alias_bomb_is_refused_without_expanding(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""initial
+"""The initial schema: leads, enrollments, variant assignments, outbox, events, suppressions, sales tasks.
 
 Revision ID: 0001
 Revises:
