@@ -99,16 +99,26 @@ def explain(conn: Connection, *, lead_id: uuid.UUID, now: datetime, half_life: t
             LEDGER.c.created_at,
         )
         .where(LEDGER.c.lead_id == lead_id)
-        .order_by(LEDGER.c.created_at, LEDGER.c.id)
     )
     explained = []
-    for kind, rule, points, detail, event_id, at in conn.execute(query):
+    for kind, rule, points, detail, event_id, at in sorted(conn.execute(query), key=_reading_order):
         if kind == EntryKind.ENGAGEMENT:
             contribution = decayed(points, at, now, half_life)
         else:
             contribution = points if kind in FIT_KINDS else 0.0
         explained.append(Explained(kind, rule, points, contribution, detail, event_id, at))
     return explained
+
+
+def _reading_order(row: Any) -> tuple[datetime, int, str]:
+    """Oldest first; rows written together read as they were decided: a fit reset, the
+    qualification, the fit rules, engagement, then the status move they caused."""
+    kind, rule, at = row[0], row[1], row[5]
+    rank = 0 if rule == "fit.reset" else _KIND_RANK.get(kind, len(_KIND_RANK))
+    return at, rank, rule
+
+
+_KIND_RANK = {"qualification": 1, "fit": 2, "engagement": 3, "status": 4}
 
 
 def totals(explained: Iterable[Explained]) -> tuple[float, float]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -162,14 +162,14 @@ def _render(
     try:
         message = renderer.render_step(sequence, entry.step, entry.variant, context)
     except RenderError as exc:
-        return _replace(entry, error=str(exc))
+        return replace(entry, error=str(exc))
     files: dict[str, str] = {}
     if message.html is not None:
         files["HTML"] = _write(out_dir / f"{stem}.html", message.html)
     if message.text is not None:
         label = {Channel.EMAIL: "text part", Channel.SMS: "SMS text"}.get(entry.step.channel, "note")
         files[label] = _write(out_dir / f"{stem}.txt", message.text)
-    return _replace(
+    return replace(
         entry,
         subject=message.subject,
         text=message.text,
@@ -177,11 +177,6 @@ def _render(
         files=files,
         unsubscribe_url=None if entry.step.channel.is_manual else str(context["unsubscribe_url"]),
     )
-
-
-def _replace(entry: PreviewEntry, **changes: Any) -> PreviewEntry:
-    values = {name: getattr(entry, name) for name in PreviewEntry.__dataclass_fields__}
-    return PreviewEntry(**{**values, **changes})
 
 
 def _write(path: Path, text: str) -> str:

@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 lead_app = typer.Typer(
     name="lead", help="Look at one lead, or import leads and customers.", no_args_is_help=True
 )

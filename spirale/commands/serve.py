@@ -35,6 +35,8 @@ def serve(
     from spirale.settings import get_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The runner polls the Prefect API every few seconds: one line per request would drown the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
     try:
         runtime.database(settings)

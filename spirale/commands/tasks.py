@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)
 task_app = typer.Typer(name="task", help="Log the outcome of a sales task.", no_args_is_help=True)
 PARIS = ZoneInfo("Europe/Paris")
 NowOption = Annotated[str | None, typer.Option(help="ISO-8601 instant to act at (default: the real time)")]
