@@ -7,6 +7,7 @@ deploys the same flows to a process work pool instead.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import threading
@@ -136,14 +137,20 @@ def emit_form_submitted(submission: AcceptedSubmission) -> None:
 
 
 def serve_all(settings: Settings, *, host: str, port: int, limit: int | None = None) -> None:
-    """Run the API on ``host:port`` in a thread and serve every deployment until interrupted.
-    Schedules stay active when the process stops (``pause_on_shutdown=False``)."""
+    """Register every deployment (schedules and the form trigger), then open the API on
+    ``host:port`` in a thread and run the flow runs until interrupted. Registering first means no
+    submission can arrive before its trigger exists. Schedules stay active when the process stops."""
     import uvicorn
-    from prefect import serve
+    from prefect.exceptions import TerminationSignal
+    from prefect.runner import Runner
 
     from spirale.api.app import create_app
 
     app = create_app(settings, start_intake=emit_form_submitted)
+    runner = Runner(pause_on_shutdown=False, limit=limit)
+    served = deployments()
+    for deployment in served:
+        runner.add_deployment(deployment)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
     # The API thread runs in this context, so the events it emits reach the same Prefect API.
     context = contextvars.copy_context()
@@ -151,9 +158,11 @@ def serve_all(settings: Settings, *, host: str, port: int, limit: int | None = N
     thread.start()
     try:
         _wait_started(server, thread, f"http://{host}:{port}")
-        served = deployments()
-        logger.info("Spirale API on http://%s:%d; serving %d deployments", host, port, len(served))
-        serve(*served, pause_on_shutdown=False, limit=limit)
+        names = ", ".join(f"{d.flow_name}/{d.name}" for d in served)
+        logger.info("Spirale API on http://%s:%d; serving %s", host, port, names)
+        asyncio.run(runner.start())
+    except (KeyboardInterrupt, TerminationSignal):
+        logger.info("stopping; the schedules stay active")
     finally:
         server.should_exit = True
         thread.join(timeout=10)

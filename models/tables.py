@@ -124,6 +124,13 @@ class Enrollment(SQLModel, table=True):
             sqlite_where=text("state IN ('active', 'paused')"),
             postgresql_where=text("state IN ('active', 'paused')"),
         ),
+        # A dispatcher reads its claimed batch's leads, sends and assignments by its worker id.
+        Index(
+            "ix_enrollments_claimed",
+            "claimed_by",
+            sqlite_where=text("claimed_by IS NOT NULL"),
+            postgresql_where=text("claimed_by IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -327,3 +334,13 @@ class Promotion(SQLModel, table=True):
     actor: str
     reason: str = ""
     created_at: datetime = _utc()
+
+
+# Lookups the API and reconciliation make on every request or pass: a form submission's waiting
+# siblings by email, and the provider events of an outbox message.
+Index(
+    "ix_submissions_email",
+    FormSubmission.__table__.c.email,  # type: ignore[attr-defined]
+    FormSubmission.__table__.c.status,  # type: ignore[attr-defined]
+)
+Index("ix_events_outbox", Event.__table__.c.outbox_id)  # type: ignore[attr-defined]

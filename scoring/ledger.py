@@ -89,17 +89,14 @@ class Explained:
 def explain(conn: Connection, *, lead_id: uuid.UUID, now: datetime, half_life: timedelta) -> list[Explained]:
     """Every ledger row of a lead, oldest first, with its contribution at ``now``: fit rows count in
     full, engagement rows faded by their age, status rows 0."""
-    query = (
-        select(
-            LEDGER.c.kind,
-            LEDGER.c.rule,
-            LEDGER.c.points,
-            LEDGER.c.detail,
-            LEDGER.c.event_id,
-            LEDGER.c.created_at,
-        )
-        .where(LEDGER.c.lead_id == lead_id)
-    )
+    query = select(
+        LEDGER.c.kind,
+        LEDGER.c.rule,
+        LEDGER.c.points,
+        LEDGER.c.detail,
+        LEDGER.c.event_id,
+        LEDGER.c.created_at,
+    ).where(LEDGER.c.lead_id == lead_id)
     explained = []
     for kind, rule, points, detail, event_id, at in sorted(conn.execute(query), key=_reading_order):
         if kind == EntryKind.ENGAGEMENT:

@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,8 +25,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from channels.base import AnyChannel, EmailMessage, SendOutcome, SmsMessage
 from channels.registry import build_channels
 from models.tables import Event, Lead, SalesTask, TaskState
+from scoring.routing import HOT_TASK_STEP
 from scoring.rules import ScoringRules
 from scoring.team import Salesperson, Team
+from sequences.catalog import SequenceCatalog
 from spirale.errors import UnknownOutcomeError
 from spirale.settings import Settings
 
@@ -34,6 +36,8 @@ EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 TASKS: Table = SalesTask.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 NOTIFICATION_EVENT = "owner_notified"
+#: How far back ``notify_pending`` looks: an alert older than this is no news to its owner.
+PENDING_WINDOW = timedelta(days=2)
 PARIS = ZoneInfo("Europe/Paris")
 
 
@@ -83,6 +87,53 @@ def notify_tasks(
             outcomes = chosen[channel].send_many([p.message for p in batch])
             _record(engine, batch, outcomes, now=now, report=report)
     return report
+
+
+def notify_pending(
+    engine: Engine,
+    *,
+    now: datetime,
+    settings: Settings,
+    rules: ScoringRules,
+    team: Team,
+    catalog: SequenceCatalog,
+    within: timedelta = PENDING_WINDOW,
+    channels: Mapping[str, AnyChannel] | None = None,
+) -> NotifyReport:
+    """Notify the owners of every hot lead's first task of the last ``within`` that no run has
+    notified yet: a sweep for the tasks whose notification was never attempted (a process that
+    stopped between its commit and the send, a caller that routed without notifying)."""
+    with engine.connect() as conn:
+        pending = _unnotified(
+            conn, since=now - within, rules=rules, first_step=catalog.get(rules.routing.hot).steps[0].id
+        )
+    return notify_tasks(
+        engine, task_ids=pending, now=now, settings=settings, rules=rules, team=team, channels=channels
+    )
+
+
+def _unnotified(
+    conn: Connection, *, since: datetime, rules: ScoringRules, first_step: str
+) -> list[uuid.UUID]:
+    """Open first tasks of hot leads created since ``since`` that miss a notification."""
+    candidates = list(
+        conn.execute(
+            select(TASKS.c.id).where(
+                TASKS.c.state == TaskState.OPEN.value,
+                TASKS.c.sequence_name == rules.routing.hot,
+                TASKS.c.step_id.in_((first_step, HOT_TASK_STEP)),
+                TASKS.c.created_at >= since,
+            )
+        ).scalars()
+    )
+    keys = {t: [f"owner-notified:{t}:{c}" for c in rules.routing.notify] for t in candidates}
+    wanted = [key for task_keys in keys.values() for key in task_keys]
+    done = (
+        set(conn.execute(select(EVENTS.c.dedup_key).where(EVENTS.c.dedup_key.in_(wanted))).scalars())
+        if wanted
+        else set()
+    )
+    return [t for t, task_keys in keys.items() if not done.issuperset(task_keys)]
 
 
 def _claim(

@@ -92,15 +92,7 @@ class _Rescorer:
             self.rules.engagement.half_life,
             conn.dialect.name,
         )
-        inactive_since = self.now - self.rules.customers.inactive_after
-        query = select(
-            lead_id,
-            _C.status,
-            _C.fit_score,
-            engagement,
-            and_(_C.last_purchase_at.is_not(None), _C.last_purchase_at < inactive_since),
-        ).where(self._scope(lead_id, after))
-        rows = conn.execute(query.order_by(_C.id).limit(size).with_for_update()).all()
+        rows = self._read(conn, lead_id, engagement, after=after, size=size)
         if not rows:
             return None
         first, last = after, rows[-1][0]
@@ -108,20 +100,30 @@ class _Rescorer:
         self.report.scanned += len(rows)
         moves = self._moves(conn, rows)
         # The same expression decays the stored values of exactly the rows just read.
-        conn.execute(
-            update(LEADS)
-            .where(
-                self._scope(lead_id, first),
-                lead_id <= last,
-                _C.engagement_score != 0.0,
-                _C.engagement_at < self.now,
-            )
-            .values(engagement_score=engagement, engagement_at=self.now)
-        )
+        decay = self._scope(lead_id, first) & (lead_id <= last)
+        decay &= (_C.engagement_score != 0.0) & (_C.engagement_at < self.now)
+        conn.execute(update(LEADS).where(decay).values(engagement_score=engagement, engagement_at=self.now))
         record_moves(conn, moves, now=self.now)
         self.report.moves.update((m.old or "new", m.new) for m in moves)
         self.report.routing.merge(self.router.route(conn, moves=moves, now=self.now))
         return last
+
+    def _read(
+        self,
+        conn: Connection,
+        lead_id: ColumnElement[Any],
+        engagement: ColumnElement[float],
+        *,
+        after: Any,
+        size: int,
+    ) -> Sequence[Any]:
+        """The next batch: id, status, fit, engagement as it stands now, inactive customer or not."""
+        inactive_since = self.now - self.rules.customers.inactive_after
+        inactive = and_(_C.last_purchase_at.is_not(None), _C.last_purchase_at < inactive_since)
+        query = select(lead_id, _C.status, _C.fit_score, engagement, inactive).where(
+            self._scope(lead_id, after)
+        )
+        return conn.execute(query.order_by(_C.id).limit(size).with_for_update()).all()
 
     @staticmethod
     def _scope(lead_id: ColumnElement[Any], after: Any) -> ColumnElement[bool]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, select, update
+from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
 
 from models.claims import ENROLLMENTS
 from models.tables import EnrollmentState, Lead, LeadStatus, SalesTask, TaskState
@@ -33,6 +33,7 @@ from scoring.team import Team, assign_owners, load_team, team_path
 from sequences.catalog import SequenceCatalog
 from sequences.planner import lead_zone
 from sequences.schema import Channel
+from sequences.schema import Sequence as SequenceSpec
 from sequences.windows import next_allowed
 from spirale.dispatch.writes import insert_ignoring_duplicates
 from spirale.enrollment import enroll_leads
@@ -188,10 +189,7 @@ class Router:
         """The task of each hot lead's first attempt, on its owner's list now, due at the next slot
         the step's window allows (the legal calling hours for a call)."""
         sequence = self.catalog.get(self.rules.routing.hot)
-        first = sequence.steps[0]
-        manual = first.channel.is_manual
-        channel = first.channel if manual else Channel.TASK
-        window = sequence.window_for(channel)
+        first = _FirstAttempt.of(sequence)
         by_lead = {lead.id: lead for lead in leads}
         enrollments = conn.execute(
             select(ENROLLMENTS.c.id, ENROLLMENTS.c.lead_id, ENROLLMENTS.c.cycle).where(
@@ -200,36 +198,59 @@ class Router:
                 ENROLLMENTS.c.state.in_(LIVE),
             )
         ).all()
-        rows = []
-        for enrollment_id, lead_id, cycle in enrollments:
-            lead = by_lead[lead_id]
-            tz, country = lead_zone(
-                sequence, {"timezone": lead.timezone, "country": lead.country, "phone": lead.phone}
-            )
-            rows.append(
-                {
-                    "id": uuid.uuid4(),
-                    "lead_id": lead_id,
-                    "enrollment_id": enrollment_id,
-                    "sequence_name": sequence.name,
-                    "step_id": first.id if manual else HOT_TASK_STEP,
-                    "cycle": cycle,
-                    "kind": channel.value,
-                    "owner": owners[lead_id],
-                    "note": (first.note or "") if manual else "Prospect chaud : le contacter au plus vite.",
-                    "state": TaskState.OPEN.value,
-                    "outcome": None,
-                    "due_at": next_allowed(now, window, tz, country, channel.value).at,
-                    "created_at": now,
-                    "done_at": None,
-                }
-            )
+        rows = [
+            first.task_row(enrollment_id, by_lead[lead_id], cycle, owners[lead_id], now)
+            for enrollment_id, lead_id, cycle in enrollments
+        ]
+        if not rows:
+            return []
         insert_ignoring_duplicates(conn, TASKS, rows)
-        step_id = first.id if manual else HOT_TASK_STEP
         query = select(TASKS.c.id).where(
-            TASKS.c.enrollment_id.in_([row["enrollment_id"] for row in rows]), TASKS.c.step_id == step_id
+            TASKS.c.enrollment_id.in_([row["enrollment_id"] for row in rows]),
+            TASKS.c.step_id == first.step_id,
         )
-        return list(conn.execute(query).scalars()) if rows else []
+        return list(conn.execute(query).scalars())
+
+
+@dataclass(frozen=True)
+class _FirstAttempt:
+    """The first step of the hot sequence as a task: a manual step itself, else a generic one."""
+
+    sequence: SequenceSpec
+    step_id: str
+    channel: Channel
+    note: str
+
+    @classmethod
+    def of(cls, sequence: SequenceSpec) -> _FirstAttempt:
+        first = sequence.steps[0]
+        if first.channel.is_manual:
+            return cls(sequence, first.id, first.channel, first.note or "")
+        return cls(sequence, HOT_TASK_STEP, Channel.TASK, "Prospect chaud : le contacter au plus vite.")
+
+    def task_row(
+        self, enrollment_id: uuid.UUID, lead: LeadRow, cycle: int, owner: str, now: datetime
+    ) -> dict[str, Any]:
+        tz, country = lead_zone(
+            self.sequence, {"timezone": lead.timezone, "country": lead.country, "phone": lead.phone}
+        )
+        due = next_allowed(now, self.sequence.window_for(self.channel), tz, country, self.channel.value).at
+        return {
+            "id": uuid.uuid4(),
+            "lead_id": lead.id,
+            "enrollment_id": enrollment_id,
+            "sequence_name": self.sequence.name,
+            "step_id": self.step_id,
+            "cycle": cycle,
+            "kind": self.channel.value,
+            "owner": owner,
+            "note": self.note,
+            "state": TaskState.OPEN.value,
+            "outcome": None,
+            "due_at": due,
+            "created_at": now,
+            "done_at": None,
+        }
 
 
 def exit_enrollments(conn: Connection, *, exits: Sequence[tuple[uuid.UUID, str]], now: datetime) -> None:
@@ -241,7 +262,12 @@ def exit_enrollments(conn: Connection, *, exits: Sequence[tuple[uuid.UUID, str]]
         return
     conn.execute(
         update(ENROLLMENTS)
-        .where(and_(ENROLLMENTS.c.id == bindparam("b_id"), ENROLLMENTS.c.state.in_(LIVE)))
+        # No IN (...) here: an expanding parameter cannot take part in an executemany.
+        .where(
+            and_(
+                ENROLLMENTS.c.id == bindparam("b_id"), or_(*(ENROLLMENTS.c.state == state for state in LIVE))
+            )
+        )
         .values(
             state=EnrollmentState.EXITED.value,
             exit_reason=bindparam("b_reason"),

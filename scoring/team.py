@@ -59,7 +59,6 @@ class Territory(_Strict):
         return value
 
 
-
 class Salesperson(_Strict):
     """One member of the sales team."""
 

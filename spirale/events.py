@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from channels.base import AnyChannel, SmsMessage
 from channels.webhooks import NormalizedEvent
+from models.suppressions import canonical_address, suppress
 from models.tables import Event, EventType, Lead
 from sequences.catalog import SequenceCatalog
 from spirale.delivery import EMAIL_STATUS, advance_status, confirm_sent
@@ -214,11 +215,23 @@ class _Applier:
     report: EventsReport
     help_requests: list[tuple[uuid.UUID, str]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self._handlers: dict[str, Callable[[Row[Any]], None]] = {
+            EventType.UNSUBSCRIBE.value: lambda row: self._opt_out(row, "email", "unsubscribed"),
+            EventType.SPAM_REPORT.value: lambda row: self._opt_out(row, "email", "spam report"),
+            EventType.SMS_STOP.value: lambda row: self._opt_out(row, "sms", "sms stop"),
+            EventType.SMS_START.value: self._opt_in,
+            EventType.SMS_HELP.value: self._help,
+            EventType.SMS_STATUS.value: self._sms_status,
+            EventType.BOUNCE.value: self._bounce,
+            EventType.DROPPED.value: self._dropped,
+        }
+
     def apply(self, row: Row[Any]) -> None:
         self.report.processed[row.type] += 1
         if row.outbox_id is not None and row.provider in PROVIDERS:
             self._delivery(row)
-        handler = self._handlers().get(row.type)
+        handler = self._handlers.get(row.type)
         if handler is not None:
             handler(row)
         if row.type in ENGAGING and row.lead_id is not None:
@@ -234,18 +247,6 @@ class _Applier:
                     catalog=self.catalog,
                 )
             )
-
-    def _handlers(self) -> dict[str, Callable[[Row[Any]], None]]:
-        return {
-            EventType.UNSUBSCRIBE.value: lambda row: self._opt_out(row, "email", "unsubscribed"),
-            EventType.SPAM_REPORT.value: lambda row: self._opt_out(row, "email", "spam report"),
-            EventType.SMS_STOP.value: lambda row: self._opt_out(row, "sms", "sms stop"),
-            EventType.SMS_START.value: self._opt_in,
-            EventType.SMS_HELP.value: self._help,
-            EventType.SMS_STATUS.value: self._sms_status,
-            EventType.BOUNCE.value: self._bounce,
-            EventType.DROPPED.value: self._dropped,
-        }
 
     def _delivery(self, row: Row[Any]) -> None:
         payload = row.payload or {}
@@ -283,8 +284,6 @@ class _Applier:
         self.report.exited[reason] += result.exited
 
     def _suppress_only(self, row: Row[Any], channel: str, reason: str) -> None:
-        from models.suppressions import suppress
-
         address = address_of(self.conn, row, channel)
         if address and suppress(
             self.conn, channel=channel, address=address, reason=reason, source=row.provider, now=self.now
@@ -331,8 +330,6 @@ def _lead_ids(conn: Connection, row: Row[Any], channel: str, address: str | None
     if address and channel == "sms":
         found.update(leads_with_phone(conn, address))
     elif address:
-        from models.suppressions import canonical_address
-
         canonical = canonical_address("email", address)
         found.update(conn.execute(select(LEADS.c.id).where(LEADS.c.email == canonical)).scalars())
     return found

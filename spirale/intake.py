@@ -27,7 +27,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import Connection, Engine, Table, select, update
 
 from channels.base import AnyChannel
@@ -42,11 +41,14 @@ from scoring.rules import ScoringRules, load_rules, scoring_path
 from scoring.status import SCORED, StatusMove
 from scoring.team import Team, load_team, team_path
 from sequences.catalog import SequenceCatalog
+from sequences.forms import FormSpec, forms_path, load_forms
 from spirale.dispatch.writes import insert_ignoring_duplicates
-from spirale.errors import ConfigError, SpiraleError
+from spirale.errors import SpiraleError
 from spirale.lead_input import Upserted, parse_lead_input, upsert_lead_row
 from spirale.settings import Settings
 
+#: Known buyers are never disqualified by the prospect checks (a customer's gmail address ...).
+CUSTOMERS = frozenset({LeadStatus.CUSTOMER.value, LeadStatus.FORMER_CUSTOMER.value})
 SUBMISSIONS: Table = FormSubmission.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
@@ -54,38 +56,6 @@ EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 
 class IntakeError(SpiraleError):
     """A submission cannot be processed (unknown form, invalid address): it is rejected."""
-
-
-@dataclass(frozen=True, slots=True)
-class FormSpec:
-    """One web form of ``sequences/forms.yaml``."""
-
-    form_id: str
-    sequence: str
-    source: str
-    description: str = ""
-
-
-def load_forms(path: Path) -> dict[str, FormSpec]:
-    """The forms of ``forms.yaml`` by id; raises ``ConfigError`` when the file is malformed."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read the forms file {path}: {exc}") from exc
-    forms = data.get("forms") if isinstance(data, dict) else None
-    if not isinstance(forms, dict):
-        raise ConfigError(f"{path}: expected a 'forms' mapping (form id -> sequence)")
-    specs = {}
-    for form_id, spec in forms.items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("sequence"), str):
-            raise ConfigError(f"{path}: form {form_id!r} needs a 'sequence'")
-        specs[str(form_id)] = FormSpec(
-            str(form_id),
-            spec["sequence"],
-            str(spec.get("source") or form_id),
-            str(spec.get("description") or ""),
-        )
-    return specs
 
 
 @dataclass(frozen=True)
@@ -101,7 +71,7 @@ class IntakeSetup:
         return cls(
             rules=load_rules(scoring_path(sequences_dir)),
             team=load_team(team_path(sequences_dir)),
-            forms=load_forms(sequences_dir / "forms.yaml"),
+            forms=load_forms(forms_path(sequences_dir)),
         )
 
 
@@ -141,8 +111,10 @@ def process_submissions(
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        for submission in conn.execute(query).all():
-            _process_one(conn, dict(submission._mapping), setup=setup, router=router, now=now, report=report)
+        claimed = [dict(row._mapping) for row in conn.execute(query)]
+        # Leads are locked in address order by every worker, so two workers never deadlock.
+        for submission in sorted(claimed, key=lambda s: (s["email"].strip().lower(), s["received_at"])):
+            _process_one(conn, submission, setup=setup, router=router, now=now, report=report)
     report.notified = notify_tasks(
         engine,
         task_ids=report.task_ids,
@@ -194,7 +166,8 @@ def _intake(
     now: datetime,
     report: IntakeReport,
 ) -> tuple[uuid.UUID, str]:
-    form = setup.forms.get(submission["form_id"])
+    form_id = submission["form_id"]
+    form = setup.forms.get(form_id)
     if form is None:
         raise IntakeError(f"unknown form {submission['form_id']!r}: expected one of {', '.join(setup.forms)}")
     lead = parse_lead_input({**(submission["payload"] or {}), "email": submission["email"]})
@@ -204,22 +177,22 @@ def _intake(
         conn,
         lead,
         new_id=submission["lead_id"],
-        source=form.source,
-        consent_source=f"form:{form.form_id}",
+        source=form.source or form_id,
+        consent_source=f"form:{form_id}",
         consent_at=submission["received_at"],
         now=now,
     )
     row = dict(conn.execute(select(LEADS).where(LEADS.c.id == upserted.lead_id)).one()._mapping)
     event_id = _record_download(conn, submission, upserted.lead_id, now=now)
     verdict = qualify(row, setup.rules)
-    if verdict.disqualified and row["status"] != LeadStatus.CUSTOMER.value:
+    if verdict.disqualified and row["status"] not in CUSTOMERS:
         _disqualify(conn, row, verdict, created=upserted.created, router=router, now=now)
         report.disqualified[verdict.disqualifying.rule if verdict.disqualifying else "?"] += 1
         return upserted.lead_id, LeadStatus.DISQUALIFIED.value
     _score_fit(conn, row, upserted, verdict, setup.rules, now=now)
     status = _score_download(conn, row, event_id, setup.rules, created=upserted.created, now=now)
     routed = router.route(
-        conn, moves=[StatusMove(row["id"], status, status, f"form {form.form_id}", form.sequence)], now=now
+        conn, moves=[StatusMove(row["id"], status, status, f"form {form_id}", form.sequence)], now=now
     )
     report.task_ids.extend(routed.task_ids)
     return upserted.lead_id, status

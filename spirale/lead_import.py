@@ -32,7 +32,7 @@ from scoring.decay import decayed
 from scoring.engagement import record_moves
 from scoring.fit import compute_fit, fit_changes
 from scoring.ledger import ledger_rows, write_ledger
-from scoring.qualification import qualify
+from scoring.qualification import Qualification, qualify
 from scoring.routing import Router, RoutingResult
 from scoring.rules import ScoringRules
 from scoring.status import SCORED, StatusMove, held_by_sales, next_status, why
@@ -42,6 +42,8 @@ from spirale.errors import ConfigError
 from spirale.lead_input import LeadInput, parse_customer_fields, parse_lead_input, upsert_lead_row
 
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
+#: Known buyers are never disqualified by the prospect checks.
+CUSTOMERS = frozenset({LeadStatus.CUSTOMER.value, LeadStatus.FORMER_CUSTOMER.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,28 +154,34 @@ def _import_one(
     if lead.customer_class and row["status"] in SCORED:
         row["status"] = LeadStatus.CUSTOMER.value  # a class makes a customer
     verdict = qualify(row, rules)
-    is_customer = row["status"] in (LeadStatus.CUSTOMER.value, LeadStatus.FORMER_CUSTOMER.value)
-    if verdict.disqualified and not is_customer:
-        reason = verdict.reason or ""
-        report.disqualified.append((line, row["email"], reason))
+    if verdict.disqualified and row["status"] not in CUSTOMERS:
+        report.disqualified.append((line, row["email"], verdict.reason or ""))
         report.statuses[LeadStatus.DISQUALIFIED.value] += 1
-        conn.execute(update(LEADS).where(LEADS.c.id == row["id"]).values(disqualified_reason=reason))
-        entry = verdict.disqualification_line()
-        if row["disqualified_reason"] != reason and entry is not None:
-            write_ledger(conn, ledger_rows(row["id"], [entry], now=now))
-        return StatusMove(row["id"], old, LeadStatus.DISQUALIFIED.value, reason)
+        return _disqualify(conn, row, old, verdict, now=now)
+    if row["status"] == LeadStatus.DISQUALIFIED.value:
+        # Qualified now (a new job title ...): scored like any prospect again.
+        conn.execute(update(LEADS).where(LEADS.c.id == row["id"]).values(disqualified_reason=None))
+        row["status"] = LeadStatus.COLD.value
     fit = compute_fit(row, rules, verdict)
-    write_ledger(
-        conn,
-        ledger_rows(
-            row["id"], fit_changes(fit, current=row["fit_score"], first_time=upserted.created), now=now
-        ),
-    )
+    lines = fit_changes(fit, current=row["fit_score"], first_time=upserted.created)
+    write_ledger(conn, ledger_rows(row["id"], lines, now=now))
     conn.execute(update(LEADS).where(LEADS.c.id == row["id"]).values(fit_score=fit.score))
     status = _status(conn, row, fit.score, rules, now)
     report.statuses[status] += 1
     engagement = decayed(row["engagement_score"], row["engagement_at"], now, rules.engagement.half_life)
     return StatusMove(row["id"], old, status, f"import {source}: {why(fit.score, engagement, rules)}")
+
+
+def _disqualify(
+    conn: Connection, row: dict[str, Any], old: str | None, verdict: Qualification, *, now: datetime
+) -> StatusMove:
+    """Keep the lead with its reason (a ledger row when the verdict is new), on no track."""
+    reason = verdict.reason or ""
+    conn.execute(update(LEADS).where(LEADS.c.id == row["id"]).values(disqualified_reason=reason))
+    entry = verdict.disqualification_line()
+    if row["disqualified_reason"] != reason and entry is not None:
+        write_ledger(conn, ledger_rows(row["id"], [entry], now=now))
+    return StatusMove(row["id"], old, LeadStatus.DISQUALIFIED.value, reason)
 
 
 def _status(conn: Connection, row: dict[str, Any], fit: float, rules: ScoringRules, now: datetime) -> str:

@@ -24,6 +24,9 @@ from spirale.events import process_events
 from spirale.settings import Settings
 
 logger = logging.getLogger(__name__)
+#: Events applied per transaction after a webhook: small, so the database's write lock is held
+#: briefly and form submissions never wait long behind a burst of events.
+WEBHOOK_BATCH = 500
 
 
 def create_app(
@@ -59,7 +62,14 @@ def create_app(
     )
     if process_webhook_events:
         context.on_events = webhooks.EventPump(
-            lambda: process_events(engine, now=clock(), settings=settings, channels=channels, catalog=catalog)
+            lambda: process_events(
+                engine,
+                now=clock(),
+                settings=settings,
+                limit=WEBHOOK_BATCH,
+                channels=channels,
+                catalog=catalog,
+            )
         )
     _log_configuration(context)
     app = FastAPI(title="Spirale", version="1", docs_url="/docs", redoc_url=None)

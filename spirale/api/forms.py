@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -74,8 +74,14 @@ async def submit_form(form_id: str, request: Request) -> JSONResponse:
         submission = validate_submission(fields)
     except FieldError as exc:
         return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=422)
-    accepted = await run_in_threadpool(store_submission, context, form_id, form, submission)
-    task = BackgroundTask(trigger_intake, context, accepted) if accepted.new else None
+    if context.engine.dialect.name == "sqlite":
+        # A local SQLite write takes well under a millisecond and writers queue anyway: handing it
+        # to a worker thread would cost more than it saves.
+        accepted = store_submission(context, form_id, form, submission)
+    else:
+        accepted = await run_in_threadpool(store_submission, context, form_id, form, submission)
+    start = accepted.new and context.start_intake is not None
+    task = BackgroundTask(trigger_intake, context, accepted) if start else None
     return JSONResponse(
         {"lead_id": str(accepted.lead_id), "status": "accepted"}, status_code=202, background=task
     )
@@ -154,59 +160,59 @@ def submission_key(form_id: str, email: str, submission_id: str | None, now: dat
     return "day:" + hashlib.sha256(f"{form_id}|{email}|{day}".encode()).hexdigest()
 
 
+_BY_KEY = select(SUBMISSIONS.c.id, SUBMISSIONS.c.lead_id).where(
+    SUBMISSIONS.c.submission_key == bindparam("key")
+)
+# One round trip for the three lookups: the stored submission of this key, the lead with this
+# email, and the lead id already promised to a waiting submission of this email. All three always
+# run, so a known email takes no different path than a new one.
+_LOOKUP = select(
+    _BY_KEY.with_only_columns(SUBMISSIONS.c.id).scalar_subquery().label("row_id"),
+    _BY_KEY.with_only_columns(SUBMISSIONS.c.lead_id).scalar_subquery().label("row_lead"),
+    select(LEADS.c.id).where(LEADS.c.email == bindparam("email")).scalar_subquery().label("known"),
+    select(SUBMISSIONS.c.lead_id)
+    # Every waiting submission of an email was promised the same id: any one of them will do.
+    .where(SUBMISSIONS.c.email == bindparam("email"), SUBMISSIONS.c.status == "received")
+    .limit(1)
+    .scalar_subquery()
+    .label("waiting"),
+)
+# Built once: statement construction costs more than SQLite's own work at hundreds per second.
+_INSERTS = {
+    name: dialect.insert(SUBMISSIONS)
+    .on_conflict_do_nothing(index_elements=["submission_key"])
+    .returning(SUBMISSIONS.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_EMAIL_LOCK = select(func.pg_advisory_xact_lock(func.hashtextextended(bindparam("email"), 0)))
+
+
 def store_submission(
     context: ApiContext, form_id: str, form: FormSpec, submission: Submission
 ) -> AcceptedSubmission:
-    """Store the submission (once per key) and return it with its lead id (caller-independent)."""
+    """Store the submission (once per key) and return it with its lead id."""
     now = context.clock()
     key = submission_key(form_id, submission.email, submission.submission_id, now)
+    email = {"email": submission.email}
     with context.writing(), context.engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Same-email submissions queue here, so they agree on one lead id and one row per key.
-            conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(submission.email, 0))))
-        existing = _by_key(conn, key)
-        lead_id = _lead_id_for(conn, submission.email)
-        if existing is not None:
-            return AcceptedSubmission(existing[0], key, form_id, form.sequence, existing[1], new=False)
+            conn.execute(_EMAIL_LOCK, email)
+        found = conn.execute(_LOOKUP, {"key": key, **email}).one()
+        if found.row_id is not None:
+            return AcceptedSubmission(found.row_id, key, form_id, form.sequence, found.row_lead, new=False)
+        lead_id = found.known or found.waiting or uuid.uuid4()
         row_id = uuid.uuid4()
-        inserted = _insert(conn, _row(row_id, key, form_id, form, submission, lead_id, now))
-        if not inserted:
-            again = _by_key(conn, key)
-            if again is None:
-                raise RuntimeError(f"submission {key} vanished after a conflicting insert")
+        row = _row(row_id, key, form_id, submission, lead_id, now)
+        if conn.execute(_INSERTS[conn.dialect.name], row).first() is None:
+            # A concurrent request stored the same key first (possible on PostgreSQL only).
+            again = conn.execute(_BY_KEY, {"key": key}).one()
             return AcceptedSubmission(again[0], key, form_id, form.sequence, again[1], new=False)
     return AcceptedSubmission(row_id, key, form_id, form.sequence, lead_id, new=True)
 
 
-def _by_key(conn: Connection, key: str) -> tuple[uuid.UUID, uuid.UUID] | None:
-    row = conn.execute(
-        select(SUBMISSIONS.c.id, SUBMISSIONS.c.lead_id).where(SUBMISSIONS.c.submission_key == key)
-    ).first()
-    return (row[0], row[1]) if row is not None else None
-
-
-def _lead_id_for(conn: Connection, email: str) -> uuid.UUID:
-    """The lead's id, else the id already promised to a waiting submission, else a new one.
-    Both lookups always run, so a known email takes no different path than a new one."""
-    known = conn.execute(select(LEADS.c.id).where(LEADS.c.email == email)).scalar_one_or_none()
-    waiting = conn.execute(
-        select(SUBMISSIONS.c.lead_id)
-        .where(SUBMISSIONS.c.status == "received", SUBMISSIONS.c.email == email)
-        .order_by(SUBMISSIONS.c.received_at)
-        .limit(1)
-    ).scalar_one_or_none()
-    found = known or waiting
-    return found if isinstance(found, uuid.UUID) else uuid.uuid4()
-
-
 def _row(
-    row_id: uuid.UUID,
-    key: str,
-    form_id: str,
-    form: FormSpec,
-    submission: Submission,
-    lead_id: uuid.UUID,
-    now: datetime,
+    row_id: uuid.UUID, key: str, form_id: str, submission: Submission, lead_id: uuid.UUID, now: datetime
 ) -> dict[str, Any]:
     return {
         "id": row_id,
@@ -216,23 +222,11 @@ def _row(
         "lead_id": lead_id,
         "status": "received",
         "error": None,
-        "payload": {
-            "form_id": form_id,
-            "sequence": form.sequence,
-            "source": form.source or form_id,
-            "submission_id": submission.submission_id,
-            "lead": submission.lead,
-        },
+        # Flat lead fields, as the intake reads them (spirale.lead_input.parse_lead_input).
+        "payload": {name: value for name, value in submission.lead.items() if value not in (None, "")},
         "received_at": now,
         "processed_at": None,
     }
-
-
-def _insert(conn: Connection, row: dict[str, Any]) -> bool:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(SUBMISSIONS).on_conflict_do_nothing(index_elements=["submission_key"])
-    # RETURNING, not rowcount: SQLAlchemy does not keep an INSERT's rowcount on every driver.
-    return conn.execute(statement.values(row).returning(SUBMISSIONS.c.id)).first() is not None
 
 
 def trigger_intake(context: ApiContext, accepted: AcceptedSubmission) -> None:

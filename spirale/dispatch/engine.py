@@ -23,18 +23,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine
 
 from channels.base import AnyChannel as DeliveryChannel
 from models.claims import ClaimedEnrollment, claim_due, release
-from models.suppressions import address_hash, suppressed_hashes
-from models.tables import EnrollmentState, Event, Lead, OutboxMessage, OutboxState, VariantAssignment
-from scoring.promotion import current_promotions
+from models.tables import EnrollmentState
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch.batch import BatchWrites
-from spirale.dispatch.decide import EXIT_EVENT_TYPES, BatchFacts, StepDecider, lead_facts
+from spirale.dispatch.decide import StepDecider
+from spirale.dispatch.facts import load_facts
 from spirale.dispatch.messages import MessageBuilder
 from spirale.dispatch.recovery import Recovery
 from spirale.dispatch.report import DispatchReport
@@ -42,23 +40,6 @@ from spirale.dispatch.sending import SendRecorder
 from spirale.dispatch.writes import LeaseLostError, flush_decisions
 from spirale.errors import SequenceError
 from spirale.settings import Settings
-
-LEAD_COLUMNS = (
-    Lead.__table__.c.id,  # type: ignore[attr-defined]
-    Lead.__table__.c.email,  # type: ignore[attr-defined]
-    Lead.__table__.c.phone,  # type: ignore[attr-defined]
-    Lead.__table__.c.first_name,  # type: ignore[attr-defined]
-    Lead.__table__.c.last_name,  # type: ignore[attr-defined]
-    Lead.__table__.c.company,  # type: ignore[attr-defined]
-    Lead.__table__.c.job_title,  # type: ignore[attr-defined]
-    Lead.__table__.c.country,  # type: ignore[attr-defined]
-    Lead.__table__.c.timezone,  # type: ignore[attr-defined]
-    Lead.__table__.c.status,  # type: ignore[attr-defined]
-    Lead.__table__.c.owner,  # type: ignore[attr-defined]
-    Lead.__table__.c.consent_email,  # type: ignore[attr-defined]
-    Lead.__table__.c.consent_sms,  # type: ignore[attr-defined]
-)
-LIVE_SEND_STATES = (OutboxState.PENDING.value, OutboxState.SENDING.value, OutboxState.SENT.value, "unknown")
 
 
 def default_worker_id() -> str:
@@ -136,7 +117,7 @@ class Dispatcher:
         """Run every send-time check on a claimed batch and render its messages (no writes)."""
         writes = BatchWrites(now=now, worker_id=self.worker_id)
         with self.engine.connect() as conn:
-            facts = self._load_facts(conn, claimed, now)
+            facts = load_facts(conn, worker_id=self.worker_id, now=now, cap_window=self.cap_window)
         decider = StepDecider(
             facts=facts,
             writes=writes,
@@ -163,72 +144,6 @@ class Dispatcher:
                 continue
             decider.decide(row, sequence)
         return writes
-
-    def _load_facts(
-        self, conn: Connection, claimed: Sequence[ClaimedEnrollment], now: datetime
-    ) -> BatchFacts:
-        lead_ids = list({row.lead_id for row in claimed})
-        leads = {
-            row["id"]: lead_facts(row)
-            for row in conn.execute(select(*LEAD_COLUMNS).where(LEAD_COLUMNS[0].in_(lead_ids))).mappings()
-        }
-        return BatchFacts(
-            leads=leads,
-            suppressed=self._suppressed(conn, leads.values()),
-            recent_sends=self._recent_sends(conn, lead_ids, now),
-            assignments=self._assignments(conn, lead_ids),
-            exit_events=self._exit_events(conn, lead_ids),
-            promotions=current_promotions(conn),
-        )
-
-    @staticmethod
-    def _suppressed(conn: Connection, leads: Any) -> dict[str, set[str]]:
-        by_channel: dict[str, set[str]] = {"email": set(), "sms": set()}
-        for lead in leads:
-            if lead["email"]:
-                by_channel["email"].add(address_hash("email", lead["email"]))
-            if lead["phone"]:
-                by_channel["sms"].add(address_hash("sms", lead["phone"]))
-        return {
-            channel: suppressed_hashes(conn, channel=channel, hashes=hashes) if hashes else set()
-            for channel, hashes in by_channel.items()
-        }
-
-    def _recent_sends(
-        self, conn: Connection, lead_ids: list[uuid.UUID], now: datetime
-    ) -> dict[uuid.UUID, list[datetime]]:
-        table = OutboxMessage.__table__  # type: ignore[attr-defined]
-        query = select(table.c.lead_id, table.c.created_at).where(
-            table.c.lead_id.in_(lead_ids),
-            table.c.created_at > now - self.cap_window,
-            table.c.transactional.is_(False),
-            table.c.state.in_(LIVE_SEND_STATES),
-        )
-        recent: dict[uuid.UUID, list[datetime]] = {}
-        for lead_id, created_at in conn.execute(query):
-            recent.setdefault(lead_id, []).append(created_at)
-        return recent
-
-    @staticmethod
-    def _assignments(conn: Connection, lead_ids: list[uuid.UUID]) -> dict[tuple[uuid.UUID, str, str], str]:
-        table = VariantAssignment.__table__  # type: ignore[attr-defined]
-        query = select(table.c.lead_id, table.c.sequence_name, table.c.step_id, table.c.variant).where(
-            table.c.lead_id.in_(lead_ids)
-        )
-        return {(lead, seq, step): variant for lead, seq, step, variant in conn.execute(query)}
-
-    @staticmethod
-    def _exit_events(
-        conn: Connection, lead_ids: list[uuid.UUID]
-    ) -> dict[uuid.UUID, list[tuple[str, datetime]]]:
-        table = Event.__table__  # type: ignore[attr-defined]
-        query = select(table.c.lead_id, table.c.type, table.c.occurred_at).where(
-            table.c.lead_id.in_(lead_ids), table.c.type.in_([str(t) for t in EXIT_EVENT_TYPES])
-        )
-        events: dict[uuid.UUID, list[tuple[str, datetime]]] = {}
-        for lead_id, event_type, occurred_at in conn.execute(query):
-            events.setdefault(lead_id, []).append((event_type, occurred_at))
-        return events
 
     def release(self, ids: Sequence[uuid.UUID]) -> None:
         with self.engine.begin() as conn:

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, update
 
 from models.suppressions import address_hash, suppressed_hashes
 from models.tables import OutboxState
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch.batch import PendingSend
-from spirale.dispatch.decide import lead_facts
+from spirale.dispatch.facts import lead_rows
 from spirale.dispatch.messages import MessageBuilder
 from spirale.dispatch.report import DispatchReport
 from spirale.dispatch.sending import SendRecorder
@@ -67,7 +67,7 @@ class Recovery:
         rows = orphans + retries
         if rows:
             with engine.connect() as conn:
-                leads = self._leads(conn, {row["lead_id"] for row in rows})
+                leads = lead_rows(conn, {row["lead_id"] for row in rows})
                 blocked = self._suppressed_rows(conn, rows)
             for row in rows:
                 if row["id"] in blocked:
@@ -142,13 +142,6 @@ class Recovery:
                 ],
             )
         return fresh
-
-    @staticmethod
-    def _leads(conn: Connection, lead_ids: set[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
-        from spirale.dispatch.engine import LEAD_COLUMNS
-
-        query = select(*LEAD_COLUMNS).where(LEAD_COLUMNS[0].in_(list(lead_ids)))
-        return {row["id"]: lead_facts(row) for row in conn.execute(query).mappings()}
 
     def _rebuild(
         self,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -16,6 +18,7 @@ from sqlalchemy import Engine, select
 from models.tables import FormSubmission
 from spirale.api.app import create_app
 from spirale.api.context import AcceptedSubmission
+from spirale.api.forms import store_submission, validate_submission
 from spirale.errors import ConfigError
 from spirale.settings import Settings
 from tests.api.client import in_process_client
@@ -49,12 +52,15 @@ def test_a_submission_is_stored_and_answered_202_with_the_lead_id(
     assert row["email"] == "camille.martin@atelier.fr"
     payload = row["payload"]
     assert isinstance(payload, dict)
-    assert payload["sequence"] == "whitepaper-nurture"
-    assert payload["source"] == "whitepaper"
-    assert payload["lead"]["phone"] == "+33612345678"
-    assert payload["lead"]["country"] == "FR"
-    assert payload["lead"]["consent_email"] is True
-    assert payload["lead"]["consent_sms"] is False
+    assert payload == {
+        "email": "camille.martin@atelier.fr",
+        "first_name": "Camille",
+        "company": "Atelier",
+        "phone": "+33612345678",
+        "country": "FR",
+        "consent_email": True,
+        "consent_sms": False,
+    }
 
 
 def test_form_encoded_bodies_are_accepted(client: httpx.Client, engine: Engine) -> None:
@@ -67,8 +73,8 @@ def test_form_encoded_bodies_are_accepted(client: httpx.Client, engine: Engine) 
     [row] = submissions(engine)
     payload = row["payload"]
     assert isinstance(payload, dict)
-    assert payload["lead"]["first_name"] == "René"
-    assert payload["lead"]["consent_email"] is True
+    assert payload["first_name"] == "René"
+    assert payload["consent_email"] is True
 
 
 def test_the_same_submission_twice_answers_the_same_lead_and_stores_one_row(
@@ -191,3 +197,18 @@ def test_the_api_refuses_an_unmigrated_database(empty_database_url: str, setting
 
 def test_health(client: httpx.Client) -> None:
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_concurrent_submissions_of_one_email_agree_on_one_lead(app: FastAPI, engine: Engine) -> None:
+    context = app.state.context
+    submission = validate_submission({"email": "rush@example.fr"})
+    forms = ["livre-blanc", "checklist-rgpd", "webinar", "newsletter"] * 4
+    with ThreadPoolExecutor(8) as pool:
+        accepted = list(
+            pool.map(
+                lambda form_id: store_submission(context, form_id, context.forms[form_id], submission), forms
+            )
+        )
+    assert len({a.lead_id for a in accepted}) == 1
+    assert sum(a.new for a in accepted) == 4  # one row per form (same email, same day)
+    assert len(submissions(engine)) == 4

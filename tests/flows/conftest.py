@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 
 # The server's task-run recorder and event persister write one event at a time by default; batched,
-# a task run costs about a third. Its scheduler is off: the tests move the clock themselves, and a
-# served deployment must not tick at the real time behind their back. Set before Prefect starts its
-# test server (a subprocess that inherits this environment).
+# a task run costs about a third. No scheduler (Prefect's test server runs none; this says so): the
+# tests move the clock themselves, and a served deployment must not tick at the real time behind
+# their back. Set before Prefect starts its test server (a subprocess that inherits this environment).
 for _name, _value in {
     "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",

@@ -12,7 +12,9 @@ from sequences.catalog import SequenceCatalog
 from spirale.intake import IntakeSetup, process_submissions
 from spirale.settings import Settings
 from tests.scoring.helpers import (
+    ENROLLMENTS,
     EVENTS,
+    LEADS,
     LEDGER,
     MONDAY_10H,
     SEQUENCES_DIR,
@@ -114,7 +116,9 @@ def test_a_callback_request_from_a_good_fit_is_hot_with_a_task_and_one_notificat
 def test_an_invalid_address_or_unknown_form_is_rejected_with_the_error(
     engine: Engine, settings: Settings, catalog: SequenceCatalog, setup: IntakeSetup
 ) -> None:
-    store_submissions(engine, submission("livre-blanc", "not-an-address"), submission("nope", "a@b-company.fr"))
+    store_submissions(
+        engine, submission("livre-blanc", "not-an-address"), submission("nope", "a@b-company.fr")
+    )
     report = run(engine, settings, catalog, setup)
     assert report.rejected == 2 and report.processed == 0
     with engine.connect() as conn:
@@ -143,12 +147,16 @@ def test_a_second_download_updates_the_lead_and_adds_engagement_once(
 def test_concurrent_runs_process_each_submission_once(
     engine: Engine, settings: Settings, catalog: SequenceCatalog, setup: IntakeSetup
 ) -> None:
-    rows = [submission("livre-blanc", f"contact{i}@pme{i}.fr", job_title="Gérant") for i in range(40)]
+    # 20 people, each downloading twice: concurrent workers must still make one lead of each.
+    rows = [submission("livre-blanc", f"contact{i % 20}@pme{i % 20}.fr", job_title="Gérant") for i in range(40)]
     store_submissions(engine, *rows)
     totals: list[int] = []
 
     def worker() -> None:
-        totals.append(process_submissions(engine, now=MONDAY_10H, settings=settings, catalog=catalog, setup=setup, limit=7).processed)
+        # One catalog per worker, as each worker process has its own.
+        own = SequenceCatalog.open(SEQUENCES_DIR)
+        report = process_submissions(engine, now=MONDAY_10H, settings=settings, catalog=own, setup=setup, limit=7)
+        totals.append(report.processed)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for thread in threads:
@@ -160,5 +168,9 @@ def test_concurrent_runs_process_each_submission_once(
     assert sum(totals) == 40
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(EVENTS)).scalar_one() == 40
-        ledger = conn.execute(select(func.count()).select_from(LEDGER).where(LEDGER.c.kind == "engagement")).scalar_one()
+        ledger = conn.execute(
+            select(func.count()).select_from(LEDGER).where(LEDGER.c.kind == "engagement")
+        ).scalar_one()
         assert ledger == 40
+        assert conn.execute(select(func.count()).select_from(LEADS)).scalar_one() == 20
+        assert conn.execute(select(func.count()).select_from(ENROLLMENTS)).scalar_one() == 20

@@ -242,9 +242,10 @@ def run_job(job: Job, catalog: SequenceCatalog) -> dict[str, Any]:
 def open_catalog() -> SequenceCatalog:
     """The fixture catalog, parsed and its templates compiled once, before any fork."""
     catalog = SequenceCatalog.open(FIXTURES)
-    relay = catalog.get("relay")
-    for step in relay.steps:
-        catalog.renderer.render_step(relay, step, None, sample_context(relay, step, None))
+    for name in ("relay", "single", "nudge"):
+        sequence = catalog.get(name)
+        for step in sequence.steps:
+            catalog.renderer.render_step(sequence, step, None, sample_context(sequence, step, None))
     return catalog
 
 

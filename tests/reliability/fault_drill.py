@@ -5,6 +5,7 @@ share. A ten-minute outage costs a few seconds of wall time.
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from channels.base import AnyChannel, ChannelKind, SendOutcome
 from channels.circuit import BreakerPolicy, CircuitBreaker
@@ -24,9 +25,19 @@ from channels.twilio import TwilioSms
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch import Dispatcher, DispatchReport
 from spirale.settings import Settings
-from tests.fakes.providers import SENDGRID_API_KEY, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, FakeProviders
+from tests.fakes.providers import (
+    SENDGRID,
+    SENDGRID_API_KEY,
+    TWILIO,
+    TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN,
+    FakeProviders,
+    Fault,
+)
 from tests.reliability.ledger import (
+    ENROLLMENTS,
     FIXTURES,
+    RELAY_STEPS,
     T0,
     Audit,
     audit,
@@ -99,27 +110,26 @@ class DrillResult:
     attempted: int
     ticks: int
     breaker_openings: int
-    drain_after_recovery: timedelta | None
-    complete_after_recovery: timedelta | None
+    drain_after_recovery: timedelta | None  # provider back -> no row waiting for a retry
+    simulated: timedelta
     wall_seconds: float
 
     def lines(self, title: str) -> list[str]:
         a = self.audit
-        drain = _seconds(self.drain_after_recovery)
-        complete = _seconds(self.complete_after_recovery)
+        simulated = f"{self.simulated.total_seconds():.0f} s"
+        timing = f"drained in {simulated} simulated"
+        if self.drain_after_recovery is not None:
+            timing = (
+                f"time to drain after recovery: {self.drain_after_recovery.total_seconds():.0f} s simulated"
+            )
         return [
             f"{title}: {a.expected} due steps, {self.ticks} dispatch ticks,"
             f" breaker opened {self.breaker_openings}x",
             f"  sends attempted {self.attempted} (outbox attempts {a.attempts},"
             f" provider requests {a.requests}), processed {a.processed}",
             f"  duplicates {a.duplicates}, losses {a.losses}, inconsistencies {len(a.problems)}",
-            f"  time to drain after recovery: backlog {drain}, every step sent {complete} (simulated;"
-            f" later steps are 1 min apart); drill wall time {self.wall_seconds:.1f} s",
+            f"  {timing}; whole drill {simulated} simulated, {self.wall_seconds:.1f} s wall",
         ]
-
-
-def _seconds(delta: timedelta | None) -> str:
-    return "n/a" if delta is None else f"{delta.total_seconds():.0f} s"
 
 
 @dataclass
@@ -195,7 +205,7 @@ class FaultDrill:
             drain_after_recovery=None
             if recovered_at is None or cleared_at is None
             else cleared_at - recovered_at,
-            complete_after_recovery=None if recovered_at is None else self.clock.now - recovered_at,
+            simulated=self.clock.now - T0,
             wall_seconds=time.perf_counter() - started,
         )
 
@@ -211,6 +221,32 @@ def outage_drill(
     recovered_at = drill.clock.now
     cleared_at = drill.drain()
     return drill.result(started=started, recovered_at=recovered_at, cleared_at=cleared_at)
+
+
+def mixed_faults_drill(engine: Engine, fake: FakeProviders, *, seed: int, rate: float = 0.25) -> DrillResult:
+    """Every request meets a random fault with probability ``rate``: rate limits, 500/503 before or
+    after processing, resets before or after processing, answers slower than the client waits."""
+    rng = random.Random(seed)
+    kinds = [
+        Fault.rate_limit(reset_in=2),
+        Fault.server_error(500, processed=True),
+        Fault.server_error(503),
+        Fault.drop_processed(),
+        Fault.drop_unprocessed(),
+        Fault.slow(0.5),
+    ]
+    expected = len(RELAY_STEPS) * _enrollments(engine)
+    for provider in (SENDGRID, TWILIO):
+        fake.script(provider, [rng.choice(kinds) if rng.random() < rate else None for _ in range(expected)])
+    started = time.perf_counter()
+    drill = FaultDrill(engine, fake)
+    drill.drain()
+    return drill.result(started=started)
+
+
+def _enrollments(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(ENROLLMENTS)) or 0)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 
-from benchmarks.common import insert_leads
+from benchmarks.common import LEADS, lead_rows
 from models.tables import Enrollment, OutboxMessage, OutboxState
 from sequences.catalog import SequenceCatalog
 from spirale.enrollment import enroll_leads
@@ -27,6 +27,7 @@ from tests.fakes.providers import FakeProviders
 FIXTURES = Path(__file__).parent / "fixtures"
 RELAY = "relay"
 RELAY_STEPS = ("hello", "ping", "bye")
+SINGLE = "single"  # one email step
 # Monday 2026-12-07, 09:00 in Paris: inside every send window for hours.
 T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -35,13 +36,22 @@ IN_FLIGHT = (OutboxState.PENDING.value, OutboxState.SENDING.value, OutboxState.U
 StepKey = tuple[uuid.UUID, int, str]
 
 
-def seed_relay(engine: Engine, leads: int, *, now: datetime = T0) -> int:
-    """``leads`` consenting leads enrolled in the three-step ``relay`` sequence at ``now``."""
+def seed_relay(
+    engine: Engine, leads: int, *, now: datetime = T0, sequence: str = RELAY, first: int = 0
+) -> int:
+    """``leads`` consenting leads (numbered from ``first``) enrolled at ``now`` in the three-step
+    ``relay`` sequence, or in ``sequence``."""
     catalog = SequenceCatalog.open(FIXTURES)
-    lead_ids = insert_leads(engine, leads, now - timedelta(days=1))
+    rows = lead_rows(first, leads, now - timedelta(days=1))
+    lead_ids = [row["id"] for row in rows]
     with engine.begin() as conn:
+        conn.execute(LEADS.insert(), rows)
         result = enroll_leads(
-            conn, lead_ids=lead_ids, sequence=catalog.get(RELAY), version=catalog.version(RELAY), now=now
+            conn,
+            lead_ids=lead_ids,
+            sequence=catalog.get(sequence),
+            version=catalog.version(sequence),
+            now=now,
         )
     return result.enrolled
 

@@ -79,7 +79,9 @@ def live_sequences(conn: Connection, lead_id: uuid.UUID) -> list[str]:
 def outbox_emails(settings: Settings) -> list[str]:
     """The raw text of every email the local outbox wrote."""
     folder = settings.outbox_dir / "email"
-    return [path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.eml"))] if folder.exists() else []
+    return (
+        [path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.eml"))] if folder.exists() else []
+    )
 
 
 def outbox_sms(settings: Settings) -> list[dict[str, Any]]:

@@ -23,17 +23,36 @@ pytestmark = pytest.mark.db
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def hot_lead(engine: Engine, rules: ScoringRules, catalog: SequenceCatalog, team: Team, make_lead: MakeLead, **values: object) -> tuple[uuid.UUID, uuid.UUID]:
+def hot_lead(
+    engine: Engine,
+    rules: ScoringRules,
+    catalog: SequenceCatalog,
+    team: Team,
+    make_lead: MakeLead,
+    **values: object,
+) -> tuple[uuid.UUID, uuid.UUID]:
     """A hot lead handed to sales: (lead id, its first task id)."""
     lead_id = make_lead(status="hot", **values)
     with engine.begin() as conn:
-        routed = route_moves(conn, moves=[StatusMove(lead_id, "warm", "hot", "test")], now=MONDAY_10H, rules=rules, catalog=catalog, team=team)
+        routed = route_moves(
+            conn,
+            moves=[StatusMove(lead_id, "warm", "hot", "test")],
+            now=MONDAY_10H,
+            rules=rules,
+            catalog=catalog,
+            team=team,
+        )
     return lead_id, routed.task_ids[0]
 
 
-def test_outcomes_are_checked(engine: Engine, rules: ScoringRules, catalog: SequenceCatalog, team: Team, make_lead: MakeLead) -> None:
+def test_outcomes_are_checked(
+    engine: Engine, rules: ScoringRules, catalog: SequenceCatalog, team: Team, make_lead: MakeLead
+) -> None:
     _, task_id = hot_lead(engine, rules, catalog, team, make_lead, fit_score=60.0)
-    with engine.begin() as conn, pytest.raises(TaskError, match="unknown outcome 'busy': expected one of reached"):
+    with (
+        engine.begin() as conn,
+        pytest.raises(TaskError, match="unknown outcome 'busy': expected one of reached"),
+    ):
         record_outcome(conn, task_id=task_id, outcome="busy", now=MONDAY_10H, actor="alice")
     with engine.begin() as conn, pytest.raises(TaskError, match="no task"):
         record_outcome(conn, task_id=uuid.uuid4(), outcome="reached", now=MONDAY_10H, actor="alice")
@@ -60,8 +79,26 @@ def test_a_meeting_ends_the_cadence_with_an_event_other_sequences_see(
 def test_not_interested_goes_back_to_marketing_by_fit(
     engine: Engine, rules: ScoringRules, catalog: SequenceCatalog, team: Team, make_lead: MakeLead
 ) -> None:
-    good, good_task = hot_lead(engine, rules, catalog, team, make_lead, fit_score=60.0, engagement_score=35.0, engagement_at=MONDAY_10H)
-    weak, weak_task = hot_lead(engine, rules, catalog, team, make_lead, fit_score=20.0, engagement_score=80.0, engagement_at=MONDAY_10H)
+    good, good_task = hot_lead(
+        engine,
+        rules,
+        catalog,
+        team,
+        make_lead,
+        fit_score=60.0,
+        engagement_score=35.0,
+        engagement_at=MONDAY_10H,
+    )
+    weak, weak_task = hot_lead(
+        engine,
+        rules,
+        catalog,
+        team,
+        make_lead,
+        fit_score=20.0,
+        engagement_score=80.0,
+        engagement_at=MONDAY_10H,
+    )
     with engine.begin() as conn:
         for task_id in (good_task, weak_task):
             record_outcome(conn, task_id=task_id, outcome="not-interested", now=MONDAY_10H, actor="alice")
@@ -71,7 +108,11 @@ def test_not_interested_goes_back_to_marketing_by_fit(
         assert statuses == {good: "warm", weak: "cold"}
         assert live_sequences(conn, good) == ["whitepaper-nurture"]
         assert live_sequences(conn, weak) == ["incubator"]
-        reasons = sorted(conn.execute(select(ENROLLMENTS.c.exit_reason).where(ENROLLMENTS.c.sequence_name == "sales-cadence")).scalars())
+        reasons = sorted(
+            conn.execute(
+                select(ENROLLMENTS.c.exit_reason).where(ENROLLMENTS.c.sequence_name == "sales-cadence")
+            ).scalars()
+        )
     assert reasons == [
         "handed back to incubator (not interested)",
         "handed back to whitepaper-nurture (not interested)",
@@ -83,11 +124,19 @@ def test_a_finished_cadence_waits_for_its_last_task_then_expires_it(
 ) -> None:
     lead_id, task_id = hot_lead(engine, rules, catalog, team, make_lead, fit_score=60.0)
     with engine.begin() as conn:  # as the dispatcher leaves it after the seventh step
-        conn.execute(update(ENROLLMENTS).where(ENROLLMENTS.c.lead_id == lead_id).values(state="completed", step_index=7, next_due_at=None))
+        conn.execute(
+            update(ENROLLMENTS)
+            .where(ENROLLMENTS.c.lead_id == lead_id)
+            .values(state="completed", step_index=7, next_due_at=None)
+        )
     with engine.begin() as conn:
-        assert hand_back_completed(conn, now=MONDAY_10H + timedelta(days=1), rules=rules, catalog=catalog) == 0
+        assert (
+            hand_back_completed(conn, now=MONDAY_10H + timedelta(days=1), rules=rules, catalog=catalog) == 0
+        )
     with engine.begin() as conn:
-        assert hand_back_completed(conn, now=MONDAY_10H + timedelta(days=3), rules=rules, catalog=catalog) == 1
+        assert (
+            hand_back_completed(conn, now=MONDAY_10H + timedelta(days=3), rules=rules, catalog=catalog) == 1
+        )
         task = conn.execute(select(TASKS.c.state, TASKS.c.outcome).where(TASKS.c.id == task_id)).one()
     assert tuple(task) == ("cancelled", "expired")
 
@@ -98,14 +147,29 @@ def test_a_lead_that_answered_after_the_last_attempt_stays_with_sales(
     lead_id, task_id = hot_lead(engine, rules, catalog, team, make_lead, fit_score=60.0)
     with engine.begin() as conn:
         record_outcome(conn, task_id=task_id, outcome="no-answer", now=MONDAY_10H, actor="alice")
-        conn.execute(update(ENROLLMENTS).where(ENROLLMENTS.c.lead_id == lead_id).values(state="completed", step_index=7))
+        conn.execute(
+            update(ENROLLMENTS)
+            .where(ENROLLMENTS.c.lead_id == lead_id)
+            .values(state="completed", step_index=7)
+        )
         conn.execute(
             EVENTS.insert(),
-            {"id": uuid.uuid4(), "type": "reply", "lead_id": lead_id, "dedup_key": "r1", "payload": {},
-             "occurred_at": MONDAY_10H + timedelta(days=21), "received_at": MONDAY_10H + timedelta(days=21)},
+            {
+                "id": uuid.uuid4(),
+                "type": "reply",
+                "lead_id": lead_id,
+                "dedup_key": "r1",
+                "payload": {},
+                "occurred_at": MONDAY_10H + timedelta(days=21),
+                "received_at": MONDAY_10H + timedelta(days=21),
+            },
         )
-        assert hand_back_completed(conn, now=MONDAY_10H + timedelta(days=22), rules=rules, catalog=catalog) == 0
-        reason = conn.execute(select(ENROLLMENTS.c.exit_reason).where(ENROLLMENTS.c.lead_id == lead_id)).scalar_one()
+        assert (
+            hand_back_completed(conn, now=MONDAY_10H + timedelta(days=22), rules=rules, catalog=catalog) == 0
+        )
+        reason = conn.execute(
+            select(ENROLLMENTS.c.exit_reason).where(ENROLLMENTS.c.lead_id == lead_id)
+        ).scalar_one()
         status = conn.execute(select(LEADS.c.status).where(LEADS.c.id == lead_id)).scalar_one()
     assert reason == "kept by sales: the lead answered" and status == "hot"
 
@@ -119,7 +183,10 @@ T = datetime(2026, 12, 1, 10, tzinfo=UTC)
     [
         ([], None),
         ([1, 2, 3], None),  # a fourth call is lawful
-        ([1, 2, 3, 29], T - timedelta(days=29) + timedelta(days=30, seconds=1)),  # wait for the oldest to leave
+        (
+            [1, 2, 3, 29],
+            T - timedelta(days=29) + timedelta(days=30, seconds=1),
+        ),  # wait for the oldest to leave
         ([1, 2, 3, 31], None),  # the fourth is older than 30 days
     ],
 )
@@ -135,10 +202,21 @@ def test_a_fifth_call_in_30_days_is_refused_and_deferred_on_the_list(
     with engine.begin() as conn:
         enrollment_id = conn.execute(select(TASKS.c.enrollment_id).where(TASKS.c.id == first)).scalar_one()
         calls = [
-            {"id": uuid.uuid4(), "lead_id": lead_id, "enrollment_id": enrollment_id, "kind": "call", "owner": "alice",
-             "state": "done", "outcome": "no-answer", "step_id": f"old-{d}", "cycle": 0, "note": "",
-             "due_at": MONDAY_10H - timedelta(days=d), "created_at": MONDAY_10H - timedelta(days=d),
-             "done_at": MONDAY_10H - timedelta(days=d)}
+            {
+                "id": uuid.uuid4(),
+                "lead_id": lead_id,
+                "enrollment_id": enrollment_id,
+                "kind": "call",
+                "owner": "alice",
+                "state": "done",
+                "outcome": "no-answer",
+                "step_id": f"old-{d}",
+                "cycle": 0,
+                "note": "",
+                "due_at": MONDAY_10H - timedelta(days=d),
+                "created_at": MONDAY_10H - timedelta(days=d),
+                "done_at": MONDAY_10H - timedelta(days=d),
+            }
             for d in (1, 5, 9, 12)
         ]
         conn.execute(TASKS.insert(), calls)
@@ -153,3 +231,45 @@ def test_a_fifth_call_in_30_days_is_refused_and_deferred_on_the_list(
         assert enforce_call_limit(conn, now=MONDAY_10H, rules=rules, catalog=catalog) == 0  # stable
     # Deferred to the first legal calling slot after that: Friday 25 Dec is Christmas, then a weekend.
     assert due == datetime(2026, 12, 28, 10, 0, tzinfo=PARIS)
+
+
+@pytest.mark.parametrize(
+    ("turned_hot", "due"),
+    [
+        (
+            datetime(2026, 12, 7, 9, 0, tzinfo=PARIS),
+            datetime(2026, 12, 7, 10, 0, tzinfo=PARIS),
+        ),  # before 10:00
+        (datetime(2026, 12, 7, 11, 30, tzinfo=PARIS), datetime(2026, 12, 7, 11, 30, tzinfo=PARIS)),  # at once
+        (
+            datetime(2026, 12, 7, 13, 15, tzinfo=PARIS),
+            datetime(2026, 12, 7, 14, 0, tzinfo=PARIS),
+        ),  # lunch break
+        (
+            datetime(2026, 12, 12, 11, 0, tzinfo=PARIS),
+            datetime(2026, 12, 14, 10, 0, tzinfo=PARIS),
+        ),  # Saturday
+        (
+            datetime(2026, 12, 24, 20, 30, tzinfo=PARIS),
+            datetime(2026, 12, 28, 10, 0, tzinfo=PARIS),
+        ),  # Christmas
+    ],
+)
+def test_the_first_call_is_due_in_the_legal_calling_hours(
+    engine: Engine,
+    rules: ScoringRules,
+    catalog: SequenceCatalog,
+    team: Team,
+    make_lead: MakeLead,
+    turned_hot: datetime,
+    due: datetime,
+) -> None:
+    lead_id = make_lead(status="hot", fit_score=60.0, timezone="Europe/Paris")
+    with engine.begin() as conn:
+        moves = [StatusMove(lead_id, "warm", "hot", "test")]
+        task_id = route_moves(
+            conn, moves=moves, now=turned_hot, rules=rules, catalog=catalog, team=team
+        ).task_ids[0]
+        task = conn.execute(select(TASKS).where(TASKS.c.id == task_id)).mappings().one()
+    assert task["created_at"] == turned_hot  # on the list the moment the lead turns hot
+    assert task["due_at"].astimezone(PARIS) == due

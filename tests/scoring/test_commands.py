@@ -52,11 +52,17 @@ def test_import_routes_prospects_and_customers_and_keeps_disqualified_with_reaso
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
     assert summary["imported"] and summary["created"] == 3 and summary["rejected"] == []
-    assert summary["disqualified"] == [{"line": 4, "email": "veille@hubspot.com", "reason": "competitor domain hubspot.com"}]
+    assert summary["disqualified"] == [
+        {"line": 4, "email": "veille@hubspot.com", "reason": "competitor domain hubspot.com"}
+    ]
     assert summary["statuses"] == {"warm": 1, "customer": 1, "disqualified": 1}
     with engine.connect() as conn:
         camille = lead_by_email(conn, "camille@atelier-martin.fr")
-        assert camille["fit_score"] == 60 and camille["consent_email"] and camille["attributes"]["postcode"] == "75011"
+        assert (
+            camille["fit_score"] == 60
+            and camille["consent_email"]
+            and camille["attributes"]["postcode"] == "75011"
+        )
         assert live_sequences(conn, camille["id"]) == ["whitepaper-nurture"]
         client = lead_by_email(conn, "achats@client-fidele.fr")
         assert client["status"] == "customer" and live_sequences(conn, client["id"]) == ["customer-care"]
@@ -64,8 +70,13 @@ def test_import_routes_prospects_and_customers_and_keeps_disqualified_with_reaso
         assert competitor["status"] == "disqualified" and live_sequences(conn, competitor["id"]) == []
 
 
-def test_a_file_with_a_bad_row_imports_nothing_and_says_why(cli_env: None, engine: Engine, tmp_path: Path) -> None:
-    bad = GOOD + "pas-une-adresse;X;;;;;;;\nbob@pme.fr;Bob;;;;;Z;hier;peut-être\ncamille@atelier-martin.fr;;;;;;;;\n"
+def test_a_file_with_a_bad_row_imports_nothing_and_says_why(
+    cli_env: None, engine: Engine, tmp_path: Path
+) -> None:
+    bad = (
+        GOOD
+        + "pas-une-adresse;X;;;;;;;\nbob@pme.fr;Bob;;;;;Z;hier;peut-être\ncamille@atelier-martin.fr;;;;;;;;\n"
+    )
     path = write(tmp_path, bad)
     result = runner.invoke(app, ["lead", "import", str(path), *NOW])
     assert result.exit_code == 1
@@ -129,8 +140,12 @@ def test_tasks_list_and_done(cli_env: None, engine: Engine, tmp_path: Path) -> N
     listing = runner.invoke(app, ["tasks", "--owner", "bruno", "--format", "json", *NOW])
     assert listing.exit_code == 0, listing.output
     tasks = json.loads(listing.output)
-    assert [(t["id"], t["kind"], t["email"]) for t in tasks] == [(str(task_id), "call", "claire@negoce-lyon.fr")]
-    assert json.loads(runner.invoke(app, ["tasks", "--owner", "alice", "--format", "json", *NOW]).output) == []
+    assert [(t["id"], t["kind"], t["email"]) for t in tasks] == [
+        (str(task_id), "call", "claire@negoce-lyon.fr")
+    ]
+    assert (
+        json.loads(runner.invoke(app, ["tasks", "--owner", "alice", "--format", "json", *NOW]).output) == []
+    )
     table = runner.invoke(app, ["tasks", *NOW])
     assert table.exit_code == 0 and str(task_id)[:8] in table.output
 
@@ -138,7 +153,9 @@ def test_tasks_list_and_done(cli_env: None, engine: Engine, tmp_path: Path) -> N
     assert bad.exit_code == 1 and "unknown outcome 'maybe'" in bad.output
     done = runner.invoke(app, ["task", "done", str(task_id)[:8], "--outcome", "not-interested", *NOW])
     assert done.exit_code == 0, done.output
-    assert "the sales cadence ends (not interested)" in done.output and "goes back to marketing" in done.output
+    assert (
+        "the sales cadence ends (not interested)" in done.output and "goes back to marketing" in done.output
+    )
     with engine.connect() as conn:
         lead = lead_by_email(conn, "claire@negoce-lyon.fr")
         # Directrice commerciale in France: fit 35 (B); with its engagement reset, B is cold.

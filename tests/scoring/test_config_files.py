@@ -81,13 +81,19 @@ thresholds:
         ),
         (
             MINIMAL + "cadence: {attempts: 5}\n",
-            ["scoring.yaml:11:21: warning: cadence.attempts is 5 but sales-cadence has 7 steps (one attempt per step)"],
+            [
+                "scoring.yaml:11:21: warning: cadence.attempts is 5 but sales-cadence has 7 steps "
+                "(one attempt per step)"
+            ],
         ),
         (
             MINIMAL + "fit:\n  grades: {A: 1, B: 0, C: -1}\n",
             ["scoring.yaml:11:1: error: duplicate key 'fit' (first defined at line 1; remove one)"],
         ),
-        (MINIMAL.replace("half_life: 30d", "half_life: 30"), ["scoring.yaml:4:14: error: engagement.half_life: "]),
+        (
+            MINIMAL.replace("half_life: 30d", "half_life: 30"),
+            ["scoring.yaml:4:14: error: engagement.half_life: "],
+        ),
         ("fit: [\n", ["scoring.yaml:2:1: error: YAML syntax error: "]),
     ],
 )
@@ -131,10 +137,22 @@ def test_a_team_file_normalizes_addresses(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (TEAM.replace('"2A"', '"2C"'), "team.yaml:5:40: error: salespeople[0].territories.departements[1]: expected a département"),
-        (TEAM.replace("bruno", "alice"), "team.yaml:1:1: error: salespeople: salesperson 'alice' is listed twice"),
-        (TEAM.replace('"06 12 34 56 01"', '"12"'), "team.yaml:4:12: error: salespeople[0].phone: invalid phone number"),
-        (TEAM.replace("  - name: bruno", "  - nme: bruno"), "team.yaml:6:5: error: unknown key 'nme' in salespeople[1]"),
+        (
+            TEAM.replace('"2A"', '"2C"'),
+            "team.yaml:5:40: error: salespeople[0].territories.departements[1]: expected a département",
+        ),
+        (
+            TEAM.replace("bruno", "alice"),
+            "team.yaml:1:1: error: salespeople: salesperson 'alice' is listed twice",
+        ),
+        (
+            TEAM.replace('"06 12 34 56 01"', '"12"'),
+            "team.yaml:4:12: error: salespeople[0].phone: invalid phone number",
+        ),
+        (
+            TEAM.replace("  - name: bruno", "  - nme: bruno"),
+            "team.yaml:6:5: error: unknown key 'nme' in salespeople[1]",
+        ),
     ],
 )
 def test_team_mistakes_are_reported_where_they_are(tmp_path: Path, text: str, expected: str) -> None:

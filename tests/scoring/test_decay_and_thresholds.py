@@ -68,7 +68,8 @@ def test_the_decay_factor_never_grows_and_stays_positive(days: float) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fit", "grade"), [(60, Grade.A), (50, Grade.A), (49.9, Grade.B), (30, Grade.B), (15, Grade.C), (14, Grade.D)]
+    ("fit", "grade"),
+    [(60, Grade.A), (50, Grade.A), (49.9, Grade.B), (30, Grade.B), (15, Grade.C), (14, Grade.D)],
 )
 def test_grades(rules: ScoringRules, fit: float, grade: Grade) -> None:
     assert grade_of(fit, rules) is grade

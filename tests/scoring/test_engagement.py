@@ -16,7 +16,9 @@ from tests.scoring.helpers import EVENTS, LEADS, LEDGER, MONDAY_10H, event_row
 pytestmark = pytest.mark.db
 
 
-def test_events_are_scored_once_and_faded_between_them(engine: Engine, rules: ScoringRules, make_lead: MakeLead) -> None:
+def test_events_are_scored_once_and_faded_between_them(
+    engine: Engine, rules: ScoringRules, make_lead: MakeLead
+) -> None:
     lead_id = make_lead(fit_score=60.0, status="warm")
     first = event_row(lead_id, "click", MONDAY_10H)
     second = event_row(lead_id, "reply", MONDAY_10H + timedelta(days=30))
@@ -64,15 +66,23 @@ def test_opens_do_not_count_as_contact_initiated_by_the_lead_and_negatives_cool_
         assert conn.execute(select(LEADS.c.last_engaged_at).where(LEADS.c.id == lead_id)).scalar_one() is None
         moves = apply_event_scores(conn, events=[unsubscribed], now=unsubscribed["occurred_at"], rules=rules)
         assert [(m.old, m.new) for m in moves] == [("warm", "cold")]
-        explained = explain(conn, lead_id=lead_id, now=MONDAY_10H + timedelta(days=30), half_life=rules.engagement.half_life)
-        stored = conn.execute(select(LEADS.c.engagement_score, LEADS.c.engagement_at).where(LEADS.c.id == lead_id)).one()
+        explained = explain(
+            conn, lead_id=lead_id, now=MONDAY_10H + timedelta(days=30), half_life=rules.engagement.half_life
+        )
+        stored = conn.execute(
+            select(LEADS.c.engagement_score, LEADS.c.engagement_at).where(LEADS.c.id == lead_id)
+        ).one()
     # The ledger explains the stored score at any instant: (1 - 50) faded over ~a half-life.
     _, engagement = totals(explained)
-    assert engagement == pytest.approx(stored[0] * 0.5 ** ((MONDAY_10H + timedelta(days=30) - stored[1]) / timedelta(days=30)))
+    assert engagement == pytest.approx(
+        stored[0] * 0.5 ** ((MONDAY_10H + timedelta(days=30) - stored[1]) / timedelta(days=30))
+    )
     assert engagement == pytest.approx(-24.5, abs=0.05)
 
 
-def test_a_form_download_can_be_worth_more_for_one_form(engine: Engine, rules: ScoringRules, make_lead: MakeLead) -> None:
+def test_a_form_download_can_be_worth_more_for_one_form(
+    engine: Engine, rules: ScoringRules, make_lead: MakeLead
+) -> None:
     lead_id = make_lead(fit_score=40.0, status="cold")
     callback = event_row(lead_id, "form_submitted", MONDAY_10H, form_id="demande-rappel")
     with engine.begin() as conn:

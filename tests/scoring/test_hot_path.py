@@ -77,7 +77,9 @@ def warm_lead(engine: Engine, settings: Settings, catalog: SequenceCatalog, setu
     return lead_id
 
 
-def turn_hot(engine: Engine, settings: Settings, catalog: SequenceCatalog, setup: IntakeSetup, lead_id: uuid.UUID) -> list[uuid.UUID]:
+def turn_hot(
+    engine: Engine, settings: Settings, catalog: SequenceCatalog, setup: IntakeSetup, lead_id: uuid.UUID
+) -> list[uuid.UUID]:
     """What the event processor does with new events: score, route, notify."""
     at = MONDAY_10H + timedelta(minutes=30)
     events = [event_row(lead_id, "click", at), event_row(lead_id, "pricing_page", at)]
@@ -86,7 +88,9 @@ def turn_hot(engine: Engine, settings: Settings, catalog: SequenceCatalog, setup
         moves = apply_event_scores(conn, events=events, now=at, rules=setup.rules)
         assert [(m.old, m.new) for m in moves] == [("warm", "hot")]
         routed = route_moves(conn, moves=moves, now=at, rules=setup.rules, catalog=catalog, team=setup.team)
-    notify_tasks(engine, task_ids=routed.task_ids, now=at, settings=settings, rules=setup.rules, team=setup.team)
+    notify_tasks(
+        engine, task_ids=routed.task_ids, now=at, settings=settings, rules=setup.rules, team=setup.team
+    )
     return routed.task_ids
 
 
@@ -101,7 +105,9 @@ def test_an_engaged_prospect_reaches_sales_then_goes_back_to_nurture_after_seven
     # The moment it turns hot: a task on Bruno's list (Lyon), one email and one SMS to Bruno.
     with engine.connect() as conn:
         tasks = conn.execute(select(TASKS)).mappings().all()
-        assert [(t["id"], t["owner"], t["kind"], t["state"]) for t in tasks] == [(task_ids[0], "bruno", "call", "open")]
+        assert [(t["id"], t["owner"], t["kind"], t["state"]) for t in tasks] == [
+            (task_ids[0], "bruno", "call", "open")
+        ]
         assert live_sequences(conn, lead_id) == ["sales-cadence"]
         nurture_exit = conn.execute(
             select(ENROLLMENTS.c.exit_reason).where(ENROLLMENTS.c.sequence_name == "whitepaper-nurture")
@@ -119,9 +125,11 @@ def test_an_engaged_prospect_reaches_sales_then_goes_back_to_nurture_after_seven
         logged += log_open_tasks(engine, now, "no-answer")
         now += timedelta(hours=2)
     with engine.connect() as conn:
-        cadence = conn.execute(
-            select(ENROLLMENTS).where(ENROLLMENTS.c.sequence_name == "sales-cadence")
-        ).mappings().one()
+        cadence = (
+            conn.execute(select(ENROLLMENTS).where(ENROLLMENTS.c.sequence_name == "sales-cadence"))
+            .mappings()
+            .one()
+        )
         assert cadence["state"] == "completed" and cadence["step_index"] == 7
         kinds = conn.execute(select(TASKS.c.kind).order_by(TASKS.c.created_at)).scalars().all()
     assert kinds == ["call", "linkedin", "call", "call"] and logged == 4
@@ -150,9 +158,11 @@ def test_an_engaged_prospect_reaches_sales_then_goes_back_to_nurture_after_seven
 
 def log_open_tasks(engine: Engine, now: datetime, outcome: str) -> int:
     with engine.begin() as conn:
-        open_ids = conn.execute(
-            select(TASKS.c.id).where(TASKS.c.state == "open", TASKS.c.due_at <= now)
-        ).scalars().all()
+        open_ids = (
+            conn.execute(select(TASKS.c.id).where(TASKS.c.state == "open", TASKS.c.due_at <= now))
+            .scalars()
+            .all()
+        )
         for task_id in open_ids:
             record_outcome(conn, task_id=task_id, outcome=outcome, now=now, actor="bruno")
     return len(open_ids)

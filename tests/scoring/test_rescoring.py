@@ -26,13 +26,24 @@ def test_decay_moves_leads_down_and_routes_them(
     engine: Engine, rules: ScoringRules, catalog: SequenceCatalog, team: Team, make_lead: MakeLead
 ) -> None:
     at = MONDAY_10H
-    cooling = make_lead(fit_score=60.0, status="hot", engagement_score=40.0, engagement_at=at)  # -> 28.3: warm
-    steady = make_lead(fit_score=60.0, status="warm", engagement_score=20.0, engagement_at=at)  # -> 14.1: warm
+    cooling = make_lead(
+        fit_score=60.0, status="hot", engagement_score=40.0, engagement_at=at
+    )  # -> 28.3: warm
+    steady = make_lead(
+        fit_score=60.0, status="warm", engagement_score=20.0, engagement_at=at
+    )  # -> 14.1: warm
     fading = make_lead(fit_score=40.0, status="warm", engagement_score=12.0, engagement_at=at)  # -> 8.5: cold
     quiet = make_lead(fit_score=10.0, status="cold")  # nothing to decay
     excluded = make_lead(fit_score=60.0, status="disqualified", engagement_score=50.0, engagement_at=at)
     with engine.begin() as conn:
-        route_moves(conn, moves=[StatusMove(fading, None, "warm", "test")], now=at, rules=rules, catalog=catalog, team=team)
+        route_moves(
+            conn,
+            moves=[StatusMove(fading, None, "warm", "test")],
+            now=at,
+            rules=rules,
+            catalog=catalog,
+            team=team,
+        )
     report = rescore_all(engine, now=NIGHT, rules=rules, catalog=catalog, batch=2, team=team)
 
     assert report.scanned == 4 and report.batches == 2
@@ -50,7 +61,9 @@ def test_decay_moves_leads_down_and_routes_them(
         assert live_sequences(conn, fading) == ["incubator"]
         assert live_sequences(conn, cooling) == ["whitepaper-nurture"]
         exit_reason = conn.execute(
-            select(ENROLLMENTS.c.exit_reason).where(ENROLLMENTS.c.lead_id == fading, ENROLLMENTS.c.state == "exited")
+            select(ENROLLMENTS.c.exit_reason).where(
+                ENROLLMENTS.c.lead_id == fading, ENROLLMENTS.c.state == "exited"
+            )
         ).scalar_one()
         assert exit_reason == "moved to incubator"
         decay_rows = explain(conn, lead_id=cooling, now=NIGHT, half_life=rules.engagement.half_life)
@@ -66,7 +79,14 @@ def test_a_lead_in_the_sales_cadence_is_not_demoted_before_it_ends(
 ) -> None:
     lead_id = make_lead(fit_score=60.0, status="hot", engagement_score=31.0, engagement_at=MONDAY_10H)
     with engine.begin() as conn:
-        routed = route_moves(conn, moves=[StatusMove(lead_id, "warm", "hot", "test")], now=MONDAY_10H, rules=rules, catalog=catalog, team=team)
+        routed = route_moves(
+            conn,
+            moves=[StatusMove(lead_id, "warm", "hot", "test")],
+            now=MONDAY_10H,
+            rules=rules,
+            catalog=catalog,
+            team=team,
+        )
     assert len(routed.task_ids) == 1
     report = rescore_all(engine, now=NIGHT, rules=rules, catalog=catalog, team=team)
     assert report.moves == {}
@@ -88,6 +108,9 @@ def test_an_inactive_customer_becomes_a_former_customer(
     report = rescore_all(engine, now=NIGHT, rules=rules, catalog=catalog, team=team)
     assert report.rows() == [{"from": "customer", "to": "former_customer", "leads": 1}]
     with engine.connect() as conn:
-        assert conn.execute(select(LEADS.c.status).where(LEADS.c.id == dormant)).scalar_one() == "former_customer"
+        assert (
+            conn.execute(select(LEADS.c.status).where(LEADS.c.id == dormant)).scalar_one()
+            == "former_customer"
+        )
         assert live_sequences(conn, dormant) == []  # a candidate for reactivation, off the care policy
         assert live_sequences(conn, recent) == ["customer-care"]
