@@ -71,7 +71,7 @@ def _worker(url: str, batch: int, worker_id: str, start: Barrier, results: Any) 
 
     settings = Settings(
         database_url=url, sequences_dir=SEQUENCES, dispatch_batch_size=batch, secret_key="bench"
-    )  # type: ignore[arg-type]
+    )
     channels = {"email": NullChannel(ChannelKind.EMAIL), "sms": NullChannel(ChannelKind.SMS)}
     dispatcher = Dispatcher(
         engine=make_engine(url),

@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from flows.params import DispatchParams, load_settings, run_namer
 from models.db import read_only_connection
 from models.tables import Enrollment, EnrollmentState
+from spirale import runtime
 from spirale.dispatch import Dispatcher, DispatchReport
 from spirale.settings import Settings
 
@@ -52,8 +53,6 @@ def dispatching_with(dispatcher: Dispatcher) -> Iterator[Dispatcher]:
 
 def tick_dispatcher(settings: Settings) -> Dispatcher:
     """The dispatcher a task works with: the injected one, else one wired from ``settings``."""
-    from spirale import runtime
-
     return _injected.get() or runtime.dispatcher(settings)
 
 
@@ -95,7 +94,9 @@ def count_due(settings: Settings, now: datetime) -> int:
     query = select(func.count()).where(
         table.c.state == EnrollmentState.ACTIVE.value, table.c.next_due_at <= now
     )
-    with read_only_connection(tick_dispatcher(settings).engine) as conn:
+    injected = _injected.get()
+    engine = injected.engine if injected is not None else runtime.database(settings)
+    with read_only_connection(engine) as conn:
         return int(conn.execute(query).scalar_one())
 
 

@@ -63,8 +63,8 @@ def scratch_database(server: str | None) -> Iterator[str]:
     admin = create_engine(normalize_url(server), poolclass=NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = normalize_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
-    scoped = url.render_as_string(hide_password=False)
+    in_schema = normalize_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
+    scoped = in_schema.render_as_string(hide_password=False)
     try:
         upgrade(scoped)
         yield scoped

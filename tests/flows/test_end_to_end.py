@@ -99,14 +99,9 @@ def signer() -> SendGridSigner:
 
 
 @pytest.fixture
-def served_env(spirale_env: Callable[..., Settings], signer: SendGridSigner, tmp_path: Path) -> Settings:
-    import shutil
-    lib = tmp_path / "seq"
-    shutil.copytree(SHIPPED_LIBRARY, lib, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    y = lib / "scoring.yaml"
-    y.write_text(y.read_text().replace("B: {hot: 45, warm: 10}", "B: {hot: 45, warm: 5}"))
+def served_env(spirale_env: Callable[..., Settings], signer: SendGridSigner) -> Settings:
     return spirale_env(
-        lib,
+        SHIPPED_LIBRARY,
         SPIRALE_PUBLIC_URL=PUBLIC_URL,
         SPIRALE_SENDGRID_WEBHOOK_PUBLIC_KEY=signer.public_key,
         SPIRALE_TWILIO_AUTH_TOKEN=TWILIO_TOKEN,

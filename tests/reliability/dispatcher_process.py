@@ -183,7 +183,7 @@ def job_settings(job: Job) -> Settings:
         database_url=job.database_url,
         sequences_dir=FIXTURES,
         public_url="https://spirale.example",
-        secret_key="reliability-secret",  # type: ignore[arg-type]
+        secret_key="reliability-secret",
         dispatch_batch_size=job.batch_size,
         claim_lease_seconds=LEASE_SECONDS,
         frequency_cap_count=10,
@@ -210,10 +210,10 @@ def provider_channels(provider_url: str, *, timeout: float) -> dict[str, AnyChan
 
 def run_job(job: Job, catalog: SequenceCatalog) -> dict[str, Any]:
     """Run one dispatch tick at ``job.now``; returns the report's counters."""
-    if job.start_at is not None:
-        time.sleep(max(job.start_at - time.time(), 0.0))
-    crasher = Crasher(job.crash_at, job.countdown)
     engine = make_engine(job.database_url)
+    with engine.connect():
+        pass  # connected before ``start_at``, so that N workers really start together
+    crasher = Crasher(job.crash_at, job.countdown)
     crasher.watch(engine)
     channels = {
         kind: CrashingChannel(channel, crasher)
@@ -224,6 +224,8 @@ def run_job(job: Job, catalog: SequenceCatalog) -> dict[str, Any]:
     )
     if job.worker_id:
         dispatcher.worker_id = job.worker_id
+    if job.start_at is not None:
+        time.sleep(max(job.start_at - time.time(), 0.0))
     started = time.time()
     report = dispatcher.dispatch_due(now=datetime.fromisoformat(job.now))
     return {
@@ -256,13 +258,15 @@ def _fork_job(job: Job, catalog: SequenceCatalog) -> tuple[int, int]:
     if pid == 0:
         os.close(read_end)
         code = 0
+        payload: dict[str, Any]
         try:
             payload = {"result": run_job(job, catalog)}
         except Exception:
+            # Reported to the client (exit code 1 and the traceback), which fails the test with it.
             payload, code = {"error": traceback.format_exc()}, 1
         with os.fdopen(write_end, "w") as out:
             out.write(json.dumps(payload))
-        os._exit(code)  # no atexit, no engine disposal: exactly what a crash-free exit does not need
+        os._exit(code)  # a forked child leaves at once: no atexit hooks, no pool disposal
     os.close(write_end)
     return pid, read_end
 

@@ -153,7 +153,7 @@ class FaultDrill:
         settings = Settings(
             sequences_dir=FIXTURES,
             public_url="https://spirale.example",
-            secret_key="reliability-secret",  # type: ignore[arg-type]
+            secret_key="reliability-secret",
             claim_lease_seconds=int(LEASE.total_seconds()),
             frequency_cap_count=10,
             send_max_attempts=self.max_attempts,

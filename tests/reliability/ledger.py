@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, RowMapping, func, select, update
 
 from benchmarks.common import LEADS, lead_rows
 from models.tables import Enrollment, OutboxMessage, OutboxState
@@ -169,7 +169,7 @@ def audit(engine: Engine, fake: FakeProviders, steps: Iterable[str] = RELAY_STEP
     )
 
 
-def _row_problems(rows: Iterable[Mapping[str, Any]], received: Counter[str]) -> list[str]:
+def _row_problems(rows: Iterable[RowMapping], received: Counter[str]) -> list[str]:
     problems = []
     sent_per_key: Counter[tuple[Any, Any, Any]] = Counter()
     for row in rows:
@@ -186,7 +186,7 @@ def _row_problems(rows: Iterable[Mapping[str, Any]], received: Counter[str]) -> 
     return problems
 
 
-def _enrollment_problems(enrollments: Iterable[Mapping[str, Any]], steps: int) -> list[str]:
+def _enrollment_problems(enrollments: Iterable[RowMapping], steps: int) -> list[str]:
     return [
         f"enrollment {e['id']} is {e['state']} at step {e['step_index']} (claimed by {e['claimed_by']})"
         for e in enrollments

@@ -22,7 +22,7 @@ LEADS = 40  # per sequence: the first step of ``relay`` is an email, that of ``n
 def start_together(
     server: DispatcherServer, database_url: str, fake: FakeProviders, workers: int
 ) -> list[dict[str, Any]]:
-    start_at = time.time() + 0.3  # every process is forked and connected before it starts claiming
+    start_at = time.time() + 0.8  # every process is forked and connected before it starts claiming
     jobs = [
         Job(
             database_url=database_url,

@@ -30,12 +30,12 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select, text
 
 from benchmarks.common import LEADS, lead_rows
 from channels.base import ChannelKind, SendOutcome, SendResult
 from models.suppressions import suppress
-from models.tables import Event, EventType, SalesTask, Suppression, VariantAssignment
+from models.tables import Event, EventType
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch import Dispatcher, DispatchReport
 from spirale.dispatch.writes import flush_decisions
@@ -58,15 +58,7 @@ FAULTS = (
     "crash-before",
     "crash-after",
 )
-WIPED = (
-    EVENTS,
-    OUTBOX,
-    VariantAssignment.__table__,
-    SalesTask.__table__,
-    ENROLLMENTS,
-    Suppression.__table__,
-    LEADS,
-)  # type: ignore[attr-defined]
+WIPED = ("events", "outbox", "variant_assignments", "sales_tasks", "enrollments", "suppressions", "leads")
 EXIT_EVENTS = {"reply": EventType.REPLY, "unsubscribe": EventType.UNSUBSCRIBE, "stop": EventType.SMS_STOP}
 
 
@@ -131,16 +123,16 @@ class OutboxMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        for table in WIPED:
-            with self.engine.begin() as conn:
-                conn.execute(delete(table))
+        with self.engine.begin() as conn:
+            for table in WIPED:
+                conn.execute(text(f"DELETE FROM {table}"))
         self.now = T0
         self.catalog = SequenceCatalog.open(FIXTURES)
         self.provider = Provider(self.now)
         self.settings = Settings(
             sequences_dir=FIXTURES,
             public_url="https://spirale.example",
-            secret_key="machine-secret",  # type: ignore[arg-type]
+            secret_key="machine-secret",
             dispatch_batch_size=4,
             claim_lease_seconds=int(LEASE.total_seconds()),
             frequency_cap_count=10,

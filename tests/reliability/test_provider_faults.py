@@ -95,17 +95,19 @@ def test_breaker_half_opens_after_the_cooldown_probes_once_and_closes_on_success
     breaker = CircuitBreaker(inner, policy=POLICY, clock=clock)
     breaker.send_many(messages(3))
     clock.now += 60
-    assert breaker.state is CircuitState.HALF_OPEN
+    states = [breaker.state]
     outcomes = breaker.send_many(messages(5))
+    states.append(breaker.state)
+    assert states == [CircuitState.HALF_OPEN, CircuitState.CLOSED]
     assert [o.ok for o in outcomes] == [True] * 5
-    assert breaker.state is CircuitState.CLOSED and inner.calls == 8
+    assert inner.calls == 8
 
 
 def test_a_failed_probe_reopens_with_a_doubled_cooldown_capped() -> None:
     inner, clock = ScriptedChannel([REFUSED] * 20), Clock()
     breaker = CircuitBreaker(inner, policy=POLICY, clock=clock)
     breaker.send_many(messages(3))
-    cooldowns = []
+    cooldowns: list[float | None] = []
     for _ in range(4):
         clock.now += 1000
         outcomes = breaker.send_many(messages(4))
@@ -235,7 +237,7 @@ def test_a_ten_minute_outage_pauses_the_channel_then_drains_with_nothing_lost(
     assert result.drain_after_recovery is not None
     assert result.drain_after_recovery <= timedelta(minutes=10 + 2)
     with engine.connect() as conn:
-        assert conn.scalar(select(func.max(OUTBOX.c.attempt))) <= 5
+        assert (conn.scalar(select(func.max(OUTBOX.c.attempt))) or 0) <= 5
 
 
 @pytest.mark.db

@@ -89,7 +89,8 @@ def test_cli_exit_0_on_a_clean_directory(tmp_path: Path) -> None:
     (root / "forms.yaml").write_text("forms: {livre-blanc: {sequence: welcome}}\n", encoding="utf-8")
     result = runner.invoke(app, ["validate", str(root)])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["1 file, 0 errors, 0 warnings"]
+    # The sequence and forms.yaml beside the library (checked by its own validator).
+    assert result.output.splitlines() == ["2 files, 0 errors, 0 warnings"]
 
 
 def test_cli_exit_0_with_warnings_only(tmp_path: Path) -> None:
@@ -148,5 +149,18 @@ def test_cli_exit_2_on_a_missing_path(tmp_path: Path) -> None:
 def test_cli_default_is_the_shipped_library() -> None:
     result = runner.invoke(app, ["validate"])
     summary = result.output.splitlines()[-1]
-    assert summary.startswith(f"{len(list((LIBRARY_SEQUENCES / 'library').glob('*.yaml')))} files, ")
+    sequences = len(list((LIBRARY_SEQUENCES / "library").glob("*.yaml")))
+    configs = sum((LIBRARY_SEQUENCES / name).exists() for name in ("forms.yaml", "scoring.yaml", "team.yaml"))
+    assert summary.startswith(f"{sequences + configs} files, ")
     assert result.exit_code == (0 if ", 0 errors, " in summary else 1)
+
+
+def test_cli_reports_configuration_files_with_their_own_validators(tmp_path: Path) -> None:
+    forms = tmp_path / "forms.yaml"
+    forms.write_text("forms:\n  x: {sequence: whitepaper-nurture, sorce: web}\n", encoding="utf-8")
+    result = runner.invoke(app, ["validate", str(forms)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"{forms}:2:37: error: unknown key 'sorce' in forms.x (did you mean 'source'?)",
+        "1 file, 1 error, 0 warnings",
+    ]
