@@ -80,7 +80,25 @@ def main() -> None:
     parser.add_argument("--db", help="database URL (default: a fresh SQLite file under var/bench)")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--via-prefect", action="store_true", help="the dispatch flow's batch tasks vs a naive flow"
+    )
+    parser.add_argument(
+        "--naive", type=int, default=500, help="messages for the naive one-task-per-message flow"
+    )
+    parser.add_argument("--workers", help="dispatcher processes, e.g. 2,4,8 (with --db for PostgreSQL)")
     args = parser.parse_args()
+    if args.via_prefect:
+        from benchmarks.prefect_dispatch import main_via_prefect
+
+        main_via_prefect(args)
+        return
+    if args.workers:
+        from benchmarks.dispatch_workers import main_workers, parse_workers
+
+        args.workers = parse_workers(args.workers)
+        main_workers(args)
+        return
 
     catalog = SequenceCatalog.open(SEQUENCES)
     if args.db:

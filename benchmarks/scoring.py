@@ -1,10 +1,12 @@
 """Rescoring with decay: ``python -m benchmarks.scoring [--leads N] [--json]``.
 
-N leads with engagement earned over the last 60 days are rescored by the real
-``scoring.rescoring.rescore_all`` (read in batches, decay to now, status from fit x engagement,
-moves recorded and routed), beside the same run's baseline: a raw Core loop that reads the same
-columns in the same batches and writes one decayed value back per lead, with no rules at all
-(the machine's limit for read + update). Both run on a fresh SQLite database.
+N leads, each with a fit and an engagement last brought up to date within the day, are rescored by
+the real ``scoring.rescoring.rescore_all``: every lead read in batches with its engagement decayed
+to now (in SQL), its status recomputed from fit x engagement, and the leads that cross a threshold
+moved, written with their ledger rows and routed (exits and enrollments). The same run's baseline
+is the raw Core loop a naive implementation would be: read the same batches and write one decayed
+value back for every lead, with no rules at all (the machine's limit for read + update). Both run
+on a fresh SQLite database.
 """
 
 from __future__ import annotations

@@ -19,10 +19,14 @@ from typing import Any
 from sqlalchemy import Engine, RowMapping, func, select, update
 
 from benchmarks.common import LEADS, lead_rows
-from models.tables import Enrollment, OutboxMessage, OutboxState
+from channels.webhooks import NormalizedEvent, dedup_key
+from models.tables import Enrollment, EventType, OutboxMessage, OutboxState
 from sequences.catalog import SequenceCatalog
 from spirale.enrollment import enroll_leads
-from tests.fakes.providers import FakeProviders
+from spirale.events import store_events
+from spirale.reconcile import reconcile_unknown
+from spirale.settings import Settings
+from tests.fakes.providers import SENDGRID, FakeProviders
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RELAY = "relay"
@@ -32,6 +36,7 @@ SINGLE = "single"  # one email step
 T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
 ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
+RECONCILE_SETTINGS = Settings(sequences_dir=FIXTURES)
 IN_FLIGHT = (OutboxState.PENDING.value, OutboxState.SENDING.value, OutboxState.UNKNOWN.value)
 StepKey = tuple[uuid.UUID, int, str]
 
@@ -69,28 +74,62 @@ class Reconciled:
     resend: int
 
 
+def provider_events(fake: FakeProviders, outbox_ids: set[str]) -> list[NormalizedEvent]:
+    """The events the providers' webhooks would post about these messages, had they received
+    them: SendGrid ``processed``, a Twilio status callback."""
+    return [
+        NormalizedEvent(
+            type=EventType.PROCESSED if request.provider == SENDGRID else EventType.SMS_STATUS,
+            dedup_key=dedup_key(request.provider, request.message_id, "processed"),
+            occurred_at=T0,
+            provider=request.provider,
+            outbox_id=request.outbox_id,
+            provider_message_id=request.message_id,
+            payload={"event": "processed", "MessageStatus": "accepted"},
+        )
+        for request in fake.processed()
+        if request.outbox_id in outbox_ids
+    ]
+
+
 def reconcile_from_provider(engine: Engine, fake: FakeProviders, *, now: datetime) -> Reconciled:
-    """Settle ``unknown`` rows from the provider's record: received means ``sent``; never received
-    means the attempt failed without reaching anyone, so it is retried as a new attempt."""
-    seen = {r.outbox_id: r for r in fake.processed() if r.outbox_id}
-    sent = resend = 0
+    """Settle ``unknown`` rows as production does, from the provider's own record.
+
+    The webhook events the provider would post are stored, then ``spirale.reconcile`` confirms the
+    rows they prove ``sent``. A row the provider certainly never received (the fake's record is
+    complete, like a message lookup) fails with a ``retry_at``: recovery sends it again as a new
+    attempt. Without such certainty production keeps the row ``unknown``, then fails it for lack
+    of evidence, never resending it blindly."""
+    with engine.connect() as conn:
+        unknown = {
+            str(i) for i in conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.state == "unknown")).scalars()
+        }
+    if not unknown:
+        return Reconciled(sent=0, resend=0)
+    events = provider_events(fake, unknown)
+    return settle_unknown(engine, events, received={e.outbox_id for e in events if e.outbox_id}, now=now)
+
+
+def settle_unknown(
+    engine: Engine, events: list[NormalizedEvent], *, received: set[str], now: datetime
+) -> Reconciled:
+    """Store ``events``, run the reconciliation, then retry what was certainly never ``received``."""
     with engine.begin() as conn:
-        unknown = conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.state == OutboxState.UNKNOWN.value))
-        for (row_id,) in unknown.all():
-            request = seen.get(str(row_id))
-            values: dict[str, object]
-            if request is not None:
-                values = {"state": "sent", "provider_message_id": request.message_id, "sent_at": now}
-                sent += 1
-            else:
-                values = {"state": "failed", "error_code": "reconciled: never received", "retry_at": now}
-                resend += 1
+        store_events(conn, events, received_at=now)
+    report = reconcile_unknown(engine, now=now, settings=RECONCILE_SETTINGS, channels={})
+    resend = 0
+    with engine.begin() as conn:
+        waiting = conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.state == OutboxState.UNKNOWN.value))
+        for (row_id,) in waiting.all():
+            if str(row_id) in received:
+                continue
+            resend += 1
             conn.execute(
                 update(OUTBOX)
                 .where(OUTBOX.c.id == row_id, OUTBOX.c.state == OutboxState.UNKNOWN.value)
-                .values(updated_at=now, **values)
+                .values(state="failed", error_code="not_sent", retry_at=now, updated_at=now)
             )
-    return Reconciled(sent=sent, resend=resend)
+    return Reconciled(sent=sum(report.confirmed.values()), resend=resend)
 
 
 def backlog(engine: Engine) -> int:

@@ -34,19 +34,29 @@ from sqlalchemy import Engine, select, text
 
 from benchmarks.common import LEADS, lead_rows
 from channels.base import ChannelKind, SendOutcome, SendResult
-from models.suppressions import suppress
-from models.tables import Event, EventType
+from channels.webhooks import NormalizedEvent
+from models.suppressions import is_suppressed, suppress
+from models.tables import EventType
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch import Dispatcher, DispatchReport
 from spirale.dispatch.writes import flush_decisions
 from spirale.enrollment import enroll_leads
 from spirale.errors import ChannelError, PermanentSendError, RetryableSendError, UnknownOutcomeError
+from spirale.events import process_events, store_events
 from spirale.settings import Settings
-from tests.reliability.ledger import ENROLLMENTS, FIXTURES, OUTBOX, RELAY, RELAY_STEPS, T0, next_wakeup
+from tests.reliability.ledger import (
+    ENROLLMENTS,
+    FIXTURES,
+    OUTBOX,
+    RELAY,
+    RELAY_STEPS,
+    T0,
+    next_wakeup,
+    settle_unknown,
+)
 
 pytestmark = pytest.mark.db
 
-EVENTS = Event.__table__  # type: ignore[attr-defined]
 LEASE = timedelta(seconds=5)
 REFUSED_FOR_GOOD = "refused-for-good"
 FAULTS = (
@@ -215,30 +225,31 @@ class OutboxMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.leads)
     @rule(pick=st.integers(0, 10_000), kind=st.sampled_from(["delivered", "click", *EXIT_EVENTS]))
     def webhook_event(self, pick: int, kind: str) -> None:
+        """A provider webhook about a lead, stored and processed as the API and the events flow do;
+        a ``delivered`` may come before the dispatcher recorded the send."""
         self.advance()
         lead = self.leads[pick % len(self.leads)]
         receipt = next((r for r in self.provider.receipts if r.to in (lead["email"], lead["phone"])), None)
-        event_type = EXIT_EVENTS.get(kind, EventType.DELIVERED if kind == "delivered" else EventType.CLICK)
+        if kind == "delivered" and receipt is None:
+            return
+        sms = kind == "stop" or (receipt is not None and receipt.to == lead["phone"])
+        event = NormalizedEvent(
+            type=EXIT_EVENTS.get(kind, EventType.DELIVERED if kind == "delivered" else EventType.CLICK),
+            dedup_key=uuid.uuid4().hex,
+            occurred_at=self.now,
+            provider="twilio" if sms else "sendgrid",
+            address=lead["phone"] if sms else lead["email"],
+            outbox_id=receipt.outbox_id if receipt and kind == "delivered" else None,
+            lead_hint=str(lead["id"]),
+        )
         with self.engine.begin() as conn:
-            conn.execute(
-                EVENTS.insert().values(
-                    id=uuid.uuid4(),
-                    type=str(event_type),
-                    lead_id=lead["id"],
-                    outbox_id=uuid.UUID(receipt.outbox_id) if receipt and kind == "delivered" else None,
-                    provider="machine",
-                    dedup_key=uuid.uuid4().hex,
-                    occurred_at=self.now,
-                    received_at=self.now,
-                    payload={"kind": kind},
-                )
-            )
-            if kind in ("unsubscribe", "stop"):
-                channel, address = (
-                    ("email", lead["email"]) if kind == "unsubscribe" else ("sms", lead["phone"])
-                )
-                suppress(conn, channel=channel, address=address, reason=kind, source="webhook", now=self.now)
-                self.blocked.setdefault(address, self.now)
+            store_events(conn, [event], received_at=self.now)
+        process_events(self.engine, now=self.now, settings=self.settings, catalog=self.catalog, channels={})
+        if kind in ("unsubscribe", "stop"):
+            channel, address = ("sms" if sms else "email"), event.address or ""
+            with self.engine.connect() as conn:
+                assert is_suppressed(conn, channel=channel, address=address), f"{kind} did not suppress"
+            self.blocked.setdefault(address, self.now)
         if kind in EXIT_EVENTS:
             self.exited.setdefault(lead["id"], self.now)
 
@@ -319,16 +330,19 @@ def key(row: Any) -> tuple[Any, ...]:
 
 
 def reconcile_from_receipts(engine: Engine, provider: Provider, now: datetime) -> None:
-    """Settle ``unknown`` rows from the provider's record, as provider events or a lookup would."""
-    received = {r.outbox_id for r in provider.receipts}
-    with engine.begin() as conn:
-        for (row_id,) in conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.state == "unknown")).all():
-            state = (
-                {"state": "sent", "sent_at": now}
-                if str(row_id) in received
-                else {"state": "failed", "retry_at": now}
-            )
-            conn.execute(OUTBOX.update().where(OUTBOX.c.id == row_id).values(updated_at=now, **state))
+    """Settle ``unknown`` rows through ``spirale.reconcile``, from the events the providers would
+    post about what they received; what they certainly never received is retried."""
+    events = [
+        NormalizedEvent(
+            type=EventType.PROCESSED,
+            dedup_key=f"processed:{r.outbox_id}",
+            occurred_at=r.at,
+            provider="twilio" if r.to.startswith("+") else "sendgrid",
+            outbox_id=r.outbox_id,
+        )
+        for r in provider.receipts
+    ]
+    settle_unknown(engine, events, received={r.outbox_id for r in provider.receipts}, now=now)
 
 
 def test_the_outbox_never_sends_twice_never_after_an_opt_out_and_loses_nothing(engine: Engine) -> None:

@@ -1,0 +1,175 @@
+"""The report's charts as inline SVG (no script, no network, no plotting library): the funnel,
+sends per day by channel, and one lead's schedule drawn on the golden spiral."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from datetime import date, timedelta
+from html import escape
+from zoneinfo import ZoneInfo
+
+from spirale.demo.results import Journey
+
+PARIS = ZoneInfo("Europe/Paris")
+PHI = (1 + math.sqrt(5)) / 2
+COLOURS = {"email": "#2680c2", "sms": "#e8833a", "sales task": "#3f9142", "call": "#3f9142"}
+FONT = 'font-family="system-ui, sans-serif" font-size="12"'
+
+
+def _svg(width: int, height: int, title: str, body: Sequence[str]) -> str:
+    return "\n".join(
+        [
+            f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" {FONT}>',
+            f"<title>{escape(title)}</title>",
+            *body,
+            "</svg>",
+        ]
+    )
+
+
+def funnel_chart(stages: Sequence[tuple[str, int]], *, width: int = 760) -> str:
+    """One bar per stage, as wide as its count, with the count and the share kept."""
+    left, row, top = 110, 34, 10
+    plot = width - left - 150
+    largest = max((count for _, count in stages), default=0) or 1
+    body: list[str] = []
+    previous: int | None = None
+    for index, (stage, count) in enumerate(stages):
+        y = top + index * row
+        bar = max(2.0, plot * count / largest) if count else 0.0
+        share = f" ({count / previous:.0%})" if previous else ""
+        body += [
+            f'<text x="{left - 10}" y="{y + 18}" text-anchor="end" fill="#1f2933">{escape(stage)}</text>',
+            f'<rect x="{left}" y="{y + 4}" width="{bar:.1f}" height="{row - 10}" rx="3" fill="#2680c2"'
+            f' opacity="{1 - index * 0.1:.2f}"><title>{escape(stage)}: {count:,}</title></rect>',
+            f'<text x="{left + bar + 8:.1f}" y="{y + 18}" fill="#1f2933">{count:,}{share}</text>',
+        ]
+        previous = count
+    return _svg(width, top + row * len(stages) + 10, "The funnel", body)
+
+
+def timeline_chart(per_day: dict[date, Counter[str]], *, start: date, days: int, width: int = 900) -> str:
+    """Stacked bars: messages sent per day by channel, and the sales tasks put on owners' lists."""
+    series = ("email", "sms", "sales task")
+    left, top, height, bottom = 50, 30, 220, 40
+    step = (width - left - 20) / max(days, 1)
+    tallest = max((sum(per_day.get(start + timedelta(d), Counter()).values()) for d in range(days)), default=0)
+    scale_max = _nice(tallest)
+    body = _y_axis(left, top, height, width, scale_max)
+    for index in range(days):
+        day = start + timedelta(days=index)
+        counts = per_day.get(day, Counter())
+        y = top + height
+        for name in series:
+            value = counts.get(name, 0)
+            if not value:
+                continue
+            h = height * value / scale_max
+            y -= h
+            body.append(
+                f'<rect x="{left + index * step + 1:.1f}" y="{y:.1f}" width="{max(step - 2, 1):.1f}" '
+                f'height="{h:.1f}" fill="{COLOURS[name]}"><title>{day:%a %d %b}: {value:,} {name}</title></rect>'
+            )
+        if day.weekday() == 0:
+            body.append(
+                f'<text x="{left + index * step:.1f}" y="{top + height + 16}" fill="#52606d">{day:%d %b}</text>'
+            )
+    body += _legend(series, x=left, y=top - 14)
+    return _svg(width, top + height + bottom, "Sends per day by channel", body)
+
+
+def _y_axis(left: int, top: int, height: int, width: int, scale_max: float) -> list[str]:
+    marks = []
+    for tick in range(5):
+        value = scale_max * tick / 4
+        y = top + height - height * tick / 4
+        marks.append(
+            f'<line x1="{left}" y1="{y:.1f}" x2="{width - 20}" y2="{y:.1f}" stroke="#e4e7eb"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#52606d">{value:,.0f}</text>'
+        )
+    return marks
+
+
+def _legend(names: Sequence[str], *, x: int, y: int) -> list[str]:
+    items = []
+    for index, name in enumerate(names):
+        left = x + index * 110
+        items.append(
+            f'<rect x="{left}" y="{y - 9}" width="12" height="12" fill="{COLOURS[name]}"/>'
+            f'<text x="{left + 17}" y="{y + 1}" fill="#1f2933">{escape(name)}</text>'
+        )
+    return items
+
+
+def _nice(value: float) -> float:
+    """The axis maximum: the next of 1, 2, 2.5, 5 x 10^k at or above ``value``."""
+    if value <= 0:
+        return 1.0
+    magnitude = 10.0 ** math.floor(math.log10(value))
+    return next(base * magnitude for base in (1, 2, 2.5, 5, 10) if base * magnitude >= value)
+
+
+def spiral_chart(journey: Journey, *, size: int = 420) -> str:
+    """The lead's messages on a golden spiral: the distance from the centre is the time since
+    enrollment, and a quarter turn multiplies it by φ, so golden-ratio gaps fall a quarter turn
+    apart. Many touches close to the centre, then wider and wider: the spirale d'or."""
+    unit = _first_gap_hours(journey)
+    hours = [max((t.at - journey.enrolled_at).total_seconds() / 3600, 0.0) for t in journey.touches]
+    turns_end = _angle(max(hours, default=unit) * 1.15, unit)
+    radius = (size / 2 - 24) / (1 + max(hours, default=unit) * 1.15 / unit)
+    centre = size / 2
+
+    def point(angle: float) -> tuple[float, float]:
+        r = radius * PHI ** (2 * angle / math.pi)
+        return centre + r * math.cos(angle), centre - r * math.sin(angle)
+
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (point(turns_end * i / 240) for i in range(241)))
+    body = [f'<polyline points="{path}" fill="none" stroke="#cbd2d9" stroke-width="2"/>']
+    for number, (touch, elapsed) in enumerate(zip(journey.touches, hours, strict=True), start=1):
+        x, y = point(_angle(elapsed, unit))
+        colour = COLOURS.get(touch.channel, "#52606d")
+        local = touch.at.astimezone(PARIS)
+        body.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="{colour}"><title>{escape(touch.step)}: '
+            f"{local:%a %d %b %H:%M}</title></circle>"
+            f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" fill="#fff" font-weight="bold">{number}</text>'
+        )
+    return _svg(size, size, f"The golden-spiral schedule of {journey.lead}", body)
+
+
+def _angle(hours: float, unit: float) -> float:
+    """Where ``hours`` after enrollment falls on the spiral (radius proportional to 1 + hours/unit)."""
+    return (math.pi / 2) * math.log(1 + hours / unit, PHI)
+
+
+def _first_gap_hours(journey: Journey) -> float:
+    times = [t.at for t in journey.touches]
+    gaps = [(b - a).total_seconds() / 3600 for a, b in zip(times, times[1:], strict=False)]
+    return max(next((g for g in gaps if g > 0), 24.0), 1.0)
+
+
+def journey_rows(journey: Journey) -> list[dict[str, str]]:
+    """The legend of the spiral: each message, when it went out and the gap since the previous one."""
+    rows = []
+    previous = journey.enrolled_at
+    for number, touch in enumerate(journey.touches, start=1):
+        gap = touch.at - previous
+        rows.append(
+            {
+                "#": str(number),
+                "step": touch.step + (f" ({touch.variant})" if touch.variant else ""),
+                "channel": touch.channel,
+                "sent": f"{touch.at.astimezone(PARIS):%a %d %b %H:%M}",
+                "after": _duration(gap),
+            }
+        )
+        previous = touch.at
+    return rows
+
+
+def _duration(gap: timedelta) -> str:
+    hours = gap.total_seconds() / 3600
+    return f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.1f} days"

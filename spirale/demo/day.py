@@ -1,0 +1,134 @@
+"""One simulated day of the demo as one Prefect flow run, ``demo-day-<date>``.
+
+The day runs the real flows' own tasks at the instants their deployments would (Paris time):
+the nightly scoring at 02:00 (``flows/scoring.py``: decay and re-routing, owners told of new hot
+leads, finished sales cadences handed back), on Mondays the reactivation campaign at 06:00 and its
+A/B review at 07:00 (``flows/reactivation.py``, ``flows/ab_review.py``, as subflows), then three
+ticks during the day. A tick takes in the forms filled in since the last one (``flows/intake.py``),
+applies the events that came back (``flows/process_events.py``) and dispatches every due step
+(``flows/dispatch.py``). Between the engine's runs the outside world acts (``spirale.demo.world``):
+people download, the market reacts, salespeople log their attempts.
+
+One flow run per day, never one per message: a day is about fifteen task runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+from prefect import flow
+from sqlalchemy import Table, func, select
+
+from flows.ab_review import ab_review
+from flows.dispatch import dispatch_batches, recover_unfinished
+from flows.intake import take_in_submissions
+from flows.params import ABReviewParams, DispatchParams, EventsParams, IntakeParams, ReactivationParams
+from flows.process_events import apply_events
+from flows.reactivation import reactivation
+from flows.scoring import hand_back, notify_owners, rescore
+from models.tables import Event
+from spirale.demo.world import DemoWorld, current_world
+from spirale.dispatch import DispatchReport
+
+PARIS = ZoneInfo("Europe/Paris")
+EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
+NIGHTLY = time(2, 0)
+REACTIVATION = time(6, 0)
+AB_REVIEW = time(7, 0)
+TICKS = (time(10, 30), time(14, 30), time(17, 30))
+STEPS_PER_TASK = DispatchParams().steps_per_task
+INTAKE_LIMIT = IntakeParams().limit
+EVENTS_LIMIT = EventsParams().limit
+
+
+@dataclass
+class DayReport:
+    """What one simulated day did, for the progress line of its week."""
+
+    day: date
+    downloads: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    sent: Counter[str] = field(default_factory=Counter)
+    tasks: int = 0
+    attempts: int = 0
+    moves: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: DayReport) -> None:
+        self.downloads += other.downloads
+        self.statuses.update(other.statuses)
+        self.sent.update(other.sent)
+        self.tasks += other.tasks
+        self.attempts += other.attempts
+        self.moves.update(other.moves)
+
+
+def local_instant(day: date, moment: time) -> datetime:
+    """``moment`` on ``day`` in Paris, as a UTC instant."""
+    return datetime.combine(day, moment, tzinfo=PARIS).astimezone(UTC)
+
+
+@flow(name="demo-day", flow_run_name="demo-day-{day}", log_prints=False)
+def demo_day(day: date) -> DayReport:
+    """The night's scoring, Monday's campaign and review, then the day's ticks."""
+    world = current_world()
+    report = DayReport(day)
+    night = local_instant(day, NIGHTLY)
+    _apply_events(world, night)
+    _score(world, night, report)
+    if day.weekday() == 0:
+        reactivation(ReactivationParams(now=local_instant(day, REACTIVATION)))
+        ab_review(ABReviewParams(now=local_instant(day, AB_REVIEW)))
+    for index, moment in enumerate(TICKS):
+        _tick(world, local_instant(day, moment), report, recover=index == 0)
+    return report
+
+
+def _score(world: DemoWorld, now: datetime, report: DayReport) -> None:
+    """The ``scoring`` flow's steps: rescore, tell owners of new hot leads, hand cadences back."""
+    settings = world.settings
+    world.clock.now = now
+    rescored = rescore(settings, now)
+    report.moves.update({f"{old} -> {new}": n for (old, new), n in rescored.moves.items()})
+    if rescored.task_ids:
+        notify_owners(settings, now, rescored.task_ids)
+    hand_back(settings, now)
+
+
+def _tick(world: DemoWorld, now: datetime, report: DayReport, *, recover: bool) -> None:
+    settings = world.settings
+    report.downloads += world.receive_downloads(now)
+    while world.waiting_submissions():
+        taken = take_in_submissions(settings, now, INTAKE_LIMIT)
+        report.statuses.update(taken.statuses)
+        world.totals.disqualified.update(taken.disqualified)
+        if taken.processed + taken.rejected == 0:
+            break
+    report.attempts += world.log_sales_attempts(now)
+    _apply_events(world, now)
+    dispatched = recover_unfinished(settings, now) if recover else DispatchReport()
+    for part in range(1, DispatchParams().max_tasks + 1):
+        done = dispatch_batches(settings, now, STEPS_PER_TASK, part)
+        dispatched.merge(done)
+        if done.claimed < STEPS_PER_TASK:
+            break
+    world.totals.dispatch.merge(dispatched)
+    report.sent.update(dispatched.sent)
+    report.tasks += sum(dispatched.tasks.values())
+    world.observe_sends(now)
+    world.draw_conversions(now)
+
+
+def _apply_events(world: DemoWorld, now: datetime) -> None:
+    """Store what the market did by ``now``, then the ``process-events`` passes, if anything waits."""
+    world.clock.now = now
+    world.deliver_reactions(now)
+    waiting = select(func.count()).where(EVENTS.c.processed_at.is_(None))
+    with world.engine.connect() as conn:
+        if not conn.execute(waiting).scalar_one():
+            return
+    for part in range(1, EventsParams().max_passes + 1):
+        if not apply_events(world.settings, now, EVENTS_LIMIT, part).more:
+            break
