@@ -48,6 +48,10 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# A local Prefect server with its UI at http://127.0.0.1:4200 (telemetry off, batched recorders).
+server: $(STAMP)
+	$(BIN)/spirale server --host 127.0.0.1 --port 4200
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.schedule
 	$(BIN)/python -m benchmarks.enroll

@@ -42,7 +42,7 @@ from scoring.decay import decayed_sql
 from scoring.ledger import EntryKind, ScoreLine, ledger_rows, write_ledger
 from scoring.routing import Router, RoutingResult
 from scoring.rules import ScoringRules
-from scoring.status import SCORED, StatusMove, held_by_sales, next_status, why
+from scoring.status import SCORED, StatusMove, StatusTable, held_by_sales, why
 from scoring.team import Team
 from sequences.catalog import SequenceCatalog
 
@@ -112,6 +112,9 @@ class _Rescorer:
     router: Router
     report: RescoreReport
 
+    def __post_init__(self) -> None:
+        self.table = StatusTable.of(self.rules)
+
     def read(self, conn: Connection, *, after: Any, size: int) -> tuple[Sequence[Any], list[_Move]]:
         """The next batch after ``after`` and the moves it calls for."""
         engagement = decayed_sql(
@@ -168,24 +171,25 @@ class _Rescorer:
 
     def _moves(self, conn: Connection, rows: Sequence[Any]) -> list[_Move]:
         moves: list[_Move] = []
-        cooling: list[tuple[Any, LeadStatus]] = []
+        cooling: list[tuple[Any, str]] = []
+        decide = self.table.status
         for row in rows:
             _, status, fit, engagement, inactive, _ = row
             if status in SCORED:
-                new = next_status(status, fit, engagement, self.rules)
-                if new is None:
+                new = decide(fit, engagement)
+                if new == status:
                     continue
                 if status == LeadStatus.HOT.value:
                     cooling.append((row, new))
                 else:
-                    moves.append(self._move(row, new.value, why(fit, engagement, self.rules) + " (decay)"))
+                    moves.append(self._move(row, new, why(fit, engagement, self.rules) + " (decay)"))
             elif status == LeadStatus.CUSTOMER.value and inactive:
                 reason = f"no purchase for {self.rules.customers.inactive_after.days} days"
                 moves.append(self._move(row, LeadStatus.FORMER_CUSTOMER.value, reason))
         held = held_by_sales(conn, [_uuid(row[0]) for row, _ in cooling], self.rules)
         for row, new in cooling:
             if _uuid(row[0]) not in held:
-                moves.append(self._move(row, new.value, why(row[2], row[3], self.rules) + " (decay)"))
+                moves.append(self._move(row, new, why(row[2], row[3], self.rules) + " (decay)"))
         return moves
 
     @staticmethod

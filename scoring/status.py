@@ -7,6 +7,7 @@ sales makes its attempts first, and the hand-back (``scoring.cadence``) decides 
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from sqlalchemy import Connection, Table, select
 
 from models.tables import Enrollment, EnrollmentState, LeadStatus
 from scoring.fit import grade_of
-from scoring.rules import ScoringRules
+from scoring.rules import Grade, ScoringRules
 
 ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
 LIVE = (EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)
@@ -34,14 +35,39 @@ class StatusMove:
     sequence: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StatusTable:
+    """The grades and thresholds of the rules as plain numbers, to decide the status of many leads
+    in a tight loop (nightly rescoring). A missing threshold is infinite: never reached."""
+
+    cutoffs: tuple[float, float, float]  # least fit of grades A, B, C
+    limits: tuple[tuple[float, float], ...]  # per grade A..D: least engagement to be (hot, warm)
+
+    @classmethod
+    def of(cls, rules: ScoringRules) -> StatusTable:
+        grades = rules.fit.grades
+        limits = tuple(
+            (_limit(rules.thresholds[grade].hot), _limit(rules.thresholds[grade].warm)) for grade in Grade
+        )
+        return cls((grades.A, grades.B, grades.C), limits)
+
+    def status(self, fit: float, engagement: float) -> str:
+        """``"hot"``, ``"warm"`` or ``"cold"``."""
+        a, b, c = self.cutoffs
+        hot, warm = self.limits[0 if fit >= a else 1 if fit >= b else 2 if fit >= c else 3]
+        return _HOT if engagement >= hot else _WARM if engagement >= warm else _COLD
+
+
+_HOT, _WARM, _COLD = LeadStatus.HOT.value, LeadStatus.WARM.value, LeadStatus.COLD.value
+
+
+def _limit(value: float | None) -> float:
+    return math.inf if value is None else value
+
+
 def status_of(fit: float, engagement: float, rules: ScoringRules) -> LeadStatus:
     """Hot, warm or cold from the fit grade and the (already decayed) engagement."""
-    threshold = rules.thresholds[grade_of(fit, rules)]
-    if threshold.hot is not None and engagement >= threshold.hot:
-        return LeadStatus.HOT
-    if threshold.warm is not None and engagement >= threshold.warm:
-        return LeadStatus.WARM
-    return LeadStatus.COLD
+    return LeadStatus(StatusTable.of(rules).status(fit, engagement))
 
 
 def next_status(

@@ -3,6 +3,7 @@ sends per day by channel, and one lead's schedule drawn on the golden spiral."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -56,13 +57,15 @@ def timeline_chart(per_day: dict[date, Counter[str]], *, start: date, days: int,
     series = ("email", "sms", "sales task")
     left, top, height, bottom = 50, 30, 220, 40
     step = (width - left - 20) / max(days, 1)
-    tallest = max((sum(per_day.get(start + timedelta(d), Counter()).values()) for d in range(days)), default=0)
+    tallest = max(
+        (sum(per_day.get(start + timedelta(d), Counter()).values()) for d in range(days)), default=0
+    )
     scale_max = _nice(tallest)
     body = _y_axis(left, top, height, width, scale_max)
     for index in range(days):
         day = start + timedelta(days=index)
         counts = per_day.get(day, Counter())
-        y = top + height
+        y = float(top + height)
         for name in series:
             value = counts.get(name, 0)
             if not value:
@@ -71,11 +74,13 @@ def timeline_chart(per_day: dict[date, Counter[str]], *, start: date, days: int,
             y -= h
             body.append(
                 f'<rect x="{left + index * step + 1:.1f}" y="{y:.1f}" width="{max(step - 2, 1):.1f}" '
-                f'height="{h:.1f}" fill="{COLOURS[name]}"><title>{day:%a %d %b}: {value:,} {name}</title></rect>'
+                f'height="{h:.1f}" fill="{COLOURS[name]}">'
+                f"<title>{day:%a %d %b}: {value:,} {name}</title></rect>"
             )
         if day.weekday() == 0:
             body.append(
-                f'<text x="{left + index * step:.1f}" y="{top + height + 16}" fill="#52606d">{day:%d %b}</text>'
+                f'<text x="{left + index * step:.1f}" y="{top + height + 16}" fill="#52606d">'
+                f"{day:%d %b}</text>"
             )
     body += _legend(series, x=left, y=top - 14)
     return _svg(width, top + height + bottom, "Sends per day by channel", body)
@@ -135,7 +140,8 @@ def spiral_chart(journey: Journey, *, size: int = 420) -> str:
         body.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="{colour}"><title>{escape(touch.step)}: '
             f"{local:%a %d %b %H:%M}</title></circle>"
-            f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" fill="#fff" font-weight="bold">{number}</text>'
+            f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" fill="#fff" '
+            f'font-weight="bold">{number}</text>'
         )
     return _svg(size, size, f"The golden-spiral schedule of {journey.lead}", body)
 
@@ -147,7 +153,7 @@ def _angle(hours: float, unit: float) -> float:
 
 def _first_gap_hours(journey: Journey) -> float:
     times = [t.at for t in journey.touches]
-    gaps = [(b - a).total_seconds() / 3600 for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(b - a).total_seconds() / 3600 for a, b in itertools.pairwise(times)]
     return max(next((g for g in gaps if g > 0), 24.0), 1.0)
 
 

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 from faker import Faker
 
 from scoring.rules import ScoringRules
@@ -43,14 +44,27 @@ OFF_TARGET_DEFAULT = 0.9
 BASE_SHARE = 0.3
 SECOND_DOWNLOAD = 0.15
 DECISION_MAKERS = ("Gérant", "Gérante", "Dirigeant", "Dirigeante", "PDG", "Fondateur", "Fondatrice")
-SALES_HEADS = ("Directeur commercial", "Directrice commerciale", "Responsable marketing", "Directrice marketing")
+SALES_HEADS = (
+    "Directeur commercial",
+    "Directrice commerciale",
+    "Responsable marketing",
+    "Directrice marketing",
+)
 MANAGERS = ("Responsable des achats", "Chef de projet", "Directeur administratif", "Responsable qualité")
 OTHERS = ("Assistante commerciale", "Comptable", "Chargé de communication", "Technicien", "Office manager")
 OFF_TARGET_TITLES = ("Product marketing manager", "Growth manager", "Customer success", "")
 FOREIGN = ("US", "DE", "ES", "IT", "GB", "MA", "CA", "SN", "TN", "PT")
 FREE_MAIL = ("gmail.com", "orange.fr", "free.fr", "hotmail.fr", "laposte.net", "yahoo.fr")
 WILDCARDS = ("lyon2", "paris8", "nantes", "rennes1", "lille", "bordeaux", "grenoble", "tours")
-INDUSTRIES = ("industrie", "btp", "services aux entreprises", "distribution", "transport", "santé", "tourisme")
+INDUSTRIES = (
+    "industrie",
+    "btp",
+    "services aux entreprises",
+    "distribution",
+    "transport",
+    "santé",
+    "tourisme",
+)
 PERSONAS = ("dirigeant-pme", "directeur-commercial", "directeur-marketing", "")
 
 
@@ -103,7 +117,9 @@ REAL = "real lead"
 
 def _arrival_times(count: int, *, start: datetime, days: int, rng: random.Random) -> list[datetime]:
     """Arrivals over the days: fewer at weekends, mostly during the day (Paris time)."""
-    weights = [0.35 if (start + timedelta(days=d)).astimezone(PARIS).weekday() >= 5 else 1.0 for d in range(days)]
+    weights = [
+        0.35 if (start + timedelta(days=d)).astimezone(PARIS).weekday() >= 5 else 1.0 for d in range(days)
+    ]
     chosen = rng.choices(range(days), weights=weights, k=count)
     times = []
     for day in chosen:
@@ -136,8 +152,15 @@ class _People:
             "country": "FR",
             "consent_email": True,
             "consent_sms": self.rng.random() < 0.55,
-            "phone": f"+336{self.rng.randrange(10**7, 10**8)}",
+            "phone": self._mobile(),
         }
+
+    def _mobile(self) -> str:
+        """A French mobile number (06 or 07), valid for ``phonenumbers``."""
+        while True:
+            number = f"+33{self.rng.choice('67')}{self.rng.randrange(10**7, 10**8)}"
+            if phonenumbers.is_valid_number(phonenumbers.parse(number)):
+                return number
 
     def _email(self, person: dict[str, Any], domain: str) -> str:
         local = f"{_ascii(person['first_name'])}.{_ascii(person['last_name'])}"
@@ -166,7 +189,9 @@ class _People:
         return Download(at, form, person, kind)
 
     def _real_title(self) -> str:
-        group = self.rng.choices((DECISION_MAKERS, SALES_HEADS, MANAGERS, OTHERS), weights=(30, 25, 25, 20))[0]
+        group = self.rng.choices((DECISION_MAKERS, SALES_HEADS, MANAGERS, OTHERS), weights=(30, 25, 25, 20))[
+            0
+        ]
         return self.rng.choice(group)
 
     def _off_target_kinds(self) -> list[str]:
@@ -193,8 +218,7 @@ class _People:
             return self.rng.choice(spec.competitors.domains)
         if kind == "student" and spec.academic is not None:
             person["job_title"] = self.rng.choice(("Étudiant", "Étudiante", ""))
-            pattern = self.rng.choice(spec.academic.domains)
-            return pattern.replace("*", self.rng.choice(WILDCARDS))
+            return self._instantiate(self.rng.choice(spec.academic.domains))
         if kind == "consultant" and spec.job_titles is not None:
             person["job_title"] = self.rng.choice(spec.job_titles.words).capitalize()
             return self.rng.choice(FREE_MAIL)
@@ -203,6 +227,12 @@ class _People:
         targets = set(self.rules.target_countries)
         person["country"] = self.rng.choice([c for c in FOREIGN if c not in targets])
         return self.rng.choice(("gmail.com", "outlook.com", "yahoo.com"))
+
+    def _instantiate(self, pattern: str) -> str:
+        """A domain matching ``pattern``: ``univ-*.fr`` -> ``univ-lyon2.fr``, ``etu.*`` -> ``etu.fr``."""
+        if pattern.endswith(".*"):
+            pattern = pattern[:-1] + "fr"
+        return pattern.replace("*", self.rng.choice(WILDCARDS))
 
     # -- the CRM base ----------------------------------------------------------------------------------
     def customer(self, start: datetime, index: int) -> dict[str, str]:

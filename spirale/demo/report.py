@@ -60,7 +60,10 @@ def render(results: Results, directory: Path) -> str:
 
 def _funnel(results: Results) -> list[str]:
     rows = [{"stage": s, "leads": f"{n:,}", "meaning": STAGE_HELP[s]} for s, n in results.funnel]
-    off = [{"screened out as": RULE_NAMES.get(k, k), "downloads": f"{n:,}"} for k, n in results.off_target.most_common()]
+    off = [
+        {"screened out as": RULE_NAMES.get(k, k), "downloads": f"{n:,}"}
+        for k, n in results.off_target.most_common()
+    ]
     return [
         "<h2>The funnel</h2>",
         "<p>People who downloaded something, stage by stage. About nine in ten downloaders are not "
@@ -118,7 +121,10 @@ def _ab(results: Results) -> list[str]:
 
 
 def _rules(results: Results) -> list[str]:
-    deferred = [{"deferred because": k.replace("_", " "), "times": f"{n:,}"} for k, n in results.deferred.most_common()]
+    deferred = [
+        {"deferred because": k.replace("_", " "), "times": f"{n:,}"}
+        for k, n in results.deferred.most_common()
+    ]
     suppressed = [
         {"channel": channel, "suppressed because": reason, "addresses": f"{n:,}"}
         for (channel, reason), n in results.suppressions.most_common()
@@ -149,7 +155,7 @@ def _outbox(results: Results, directory: Path) -> list[str]:
     ]
     return [
         "<h2>The outbox</h2>",
-        f"<p>Every email is an <code>.eml</code> file in <a href=\"{escape(link)}/email/\">"
+        f'<p>Every email is an <code>.eml</code> file in <a href="{escape(link)}/email/">'
         f"{escape(str(outbox / 'email'))}</a> (open one in any mail client); every SMS is a line of "
         f'<a href="{escape(link)}/sms.jsonl">sms.jsonl</a> with its encoding and segment count. '
         "The first email of each step:</p>",

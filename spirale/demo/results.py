@@ -24,8 +24,8 @@ from models.tables import (
     Lead,
     LeadStatus,
     OutboxMessage,
-    ScoreEntry,
     SalesTask,
+    ScoreEntry,
     Suppression,
 )
 

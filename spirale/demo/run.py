@@ -1,143 +1,233 @@
-"""``spirale demo``: validate and plan the shipped library, then run a nurture sequence over
-simulated weeks through the real dispatcher into the local outbox (SQLite, no credentials)."""
+"""``spirale demo``: a whole quarter of marketing automation on the embedded default (SQLite, the
+local outbox, a temporary Prefect server), with no credentials and nothing to start by hand.
+
+The run validates the library, builds the synthetic population, imports the CRM base, then plays
+the simulated days one ``demo-day`` flow run after another with a moving clock, shows a progress
+bar per simulated week, runs the final A/B review, prints the summary and writes the report.
+"""
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from channels.base import ChannelKind
 from channels.local_outbox import LocalOutboxEmail, LocalOutboxSms
-from models.db import dispose_engine, make_engine, upgrade
-from models.leads import bulk_insert_leads
+from flows.ab_review import ab_review
+from flows.dispatch import dispatching_with
+from flows.params import ABReviewParams
+from scoring.rules import load_rules, scoring_path
+from scoring.team import load_team, team_path
 from sequences.catalog import SequenceCatalog
-from sequences.diagnostics import count_errors, count_warnings
-from sequences.loader import load_library
-from sequences.planner import plan
-from sequences.rendering import SAMPLE_LEAD
+from sequences.diagnostics import count_errors
 from sequences.validate import validate_paths
-from spirale.demo.leads import demo_leads
-from spirale.dispatch import Dispatcher, DispatchReport
-from spirale.enrollment import enroll_leads
+from spirale.demo.behaviour import Market
+from spirale.demo.day import DayReport, demo_day
+from spirale.demo.orchestration import PrefectApi, database_url
+from spirale.demo.population import Population, build_population
+from spirale.demo.preparation import (
+    demo_settings,
+    exported,
+    flow_environment,
+    import_base,
+    midnight,
+    open_database,
+    prepare_folder,
+    resume_day,
+)
+from spirale.demo.report import write_report
+from spirale.demo.results import Results, read_results
+from spirale.demo.summary import print_summary
+from spirale.demo.world import DemoWorld, SimulatedClock, living_in
+from spirale.dispatch import Dispatcher
+from spirale.errors import ConfigError, SequenceError
 from spirale.settings import Settings
 
-#: The demo's clock starts on a Monday morning in Paris and moves an hour per tick.
-DEMO_START = datetime(2027, 1, 4, 8, 0, tzinfo=UTC)
+#: The first simulated day: a Monday in January, so the quarter ends with the Easter holidays.
+FIRST_DAY = date(2027, 1, 4)
+REACTIVATION_EXPERIMENT = "reactivation-offer/offer"
 
 
 @dataclass(frozen=True)
 class DemoOptions:
-    leads: int = 300
-    days: int = 30
-    sequence: str = "whitepaper-nurture"
+    """What ``spirale demo`` was asked for."""
+
+    leads: int = 5000
+    days: int = 90
     folder: Path = Path("var") / "demo"
+    report: Path = Path("var") / "report"
+    keep: bool = False
+    seed: int = 7
 
 
-class SimulatedClock:
-    """The moving clock: the dispatcher gets ``now`` explicitly, the outbox files read it here."""
+@dataclass
+class Run:
+    """A run in progress: its world and what the days reported."""
 
-    def __init__(self, start: datetime) -> None:
-        self.now = start
+    world: DemoWorld
+    first_day: date
+    days: int
+    total: DayReport = field(init=False)
 
-    def __call__(self) -> datetime:
-        return self.now
+    def __post_init__(self) -> None:
+        self.total = DayReport(self.first_day)
 
 
-def run_demo(settings: Settings, options: DemoOptions, console: Console) -> int:
-    """Run the demo; returns the process exit code."""
+def run_demo(settings: Settings, options: DemoOptions, console: Console) -> Results:
+    """Run the demo against the configured Prefect API or a temporary server; returns what it
+    produced (the summary is printed and the report written)."""
+    began = time.monotonic()
+    _validate(settings, console)
+    continued = prepare_folder(options.folder, keep=options.keep)
+    prefect = PrefectApi(options.folder)
+    prefect.start()
+    try:
+        run = _prepare(settings, options, console, continued=continued)
+        with prefect.session(), exported(flow_environment(run.world.settings)):
+            _play(run, console)
+            review = _final_review(run)
+    finally:
+        prefect.stop()
+    results = _results(run, review, options, prefect)
+    report = write_report(results, options.report)
+    print_summary(console, results, report=report.parent, elapsed=timedelta(seconds=time.monotonic() - began))
+    return results
+
+
+def _validate(settings: Settings, console: Console) -> None:
     diagnostics = validate_paths([settings.sequences_dir], settings.sequences_dir)
-    errors, warnings = count_errors(diagnostics), count_warnings(diagnostics)
-    console.print(f"[bold]1. validate[/] sequences/: {errors} errors, {warnings} warnings")
+    errors = count_errors(diagnostics)
     if errors:
         for diagnostic in diagnostics:
             console.print(str(diagnostic))
-        return 1
-    _plans(settings, console)
-    folder = options.folder.resolve()
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    url = f"sqlite:///{folder / 'spirale.db'}"
-    dispose_engine(url)
-    upgrade(url)
-    engine = make_engine(url)
-    console.print(f"[bold]3. database[/] {url} migrated")
-    clock = SimulatedClock(DEMO_START)
-    outbox = folder / "outbox"
+        raise SequenceError(f"{errors} error(s) in {settings.sequences_dir}: fix them before the demo")
+    console.print(f"[bold]validate[/] {settings.sequences_dir}: every sequence, template and rule is valid")
+
+
+def _prepare(settings: Settings, options: DemoOptions, console: Console, *, continued: bool) -> Run:
+    """The database, the population and the CRM base: everything before the first day."""
+    settings = demo_settings(settings, options.folder)
+    engine = open_database(settings)
+    first_day = resume_day(engine, FIRST_DAY) if continued else FIRST_DAY
+    start = midnight(first_day)
+    rules = load_rules(scoring_path(settings.sequences_dir))
     catalog = SequenceCatalog.open(settings.sequences_dir)
-    dispatcher = Dispatcher(
+    # A continued run gets new people (another seed) arriving over its own days.
+    seed = options.seed + (first_day - FIRST_DAY).days
+    population = build_population(options.leads, start=start, days=options.days, seed=seed, rules=rules)
+    if continued:
+        population = Population(downloads=population.downloads)
+    else:
+        imported = import_base(
+            engine,
+            population,
+            now=start,
+            rules=rules,
+            catalog=catalog,
+            team=load_team(team_path(settings.sequences_dir)),
+        )
+        if not imported.written:
+            raise ConfigError(f"the demo's CRM import was refused: {imported.rejected[:3]}")
+    console.print(
+        f"[bold]population[/] {len(population.downloads):,} form downloads to come over {options.days} "
+        f"days, {len(population.customers):,} customers and {len(population.dormant):,} dormant "
+        "prospects in the CRM" + (f" (continuing {settings.database_url})" if continued else "")
+    )
+    clock = SimulatedClock(start)
+    world = DemoWorld(
+        settings=settings,
         engine=engine,
         catalog=catalog,
+        rules=rules,
+        clock=clock,
+        market=Market(random.Random(seed)),
+        downloads=deque(population.downloads),
+    )
+    return Run(world, first_day, options.days)
+
+
+def _dispatcher(world: DemoWorld) -> Dispatcher:
+    """The dispatch tasks' dispatcher: the local outbox, its emails dated by the simulated clock."""
+    outbox = world.settings.outbox_dir
+    return Dispatcher(
+        engine=world.engine,
+        catalog=world.catalog,
         channels={
-            ChannelKind.EMAIL: LocalOutboxEmail(outbox, clock=clock),
+            ChannelKind.EMAIL: LocalOutboxEmail(outbox, clock=world.clock),
             ChannelKind.SMS: LocalOutboxSms(outbox),
         },
-        settings=settings.model_copy(update={"outbox_dir": outbox}),
-    )
-    leads = demo_leads(options.leads, now=DEMO_START)
-    with engine.begin() as conn:
-        bulk_insert_leads(conn, leads, now=DEMO_START, normalize=False)
-        enrolled = enroll_leads(
-            conn,
-            lead_ids=[lead["id"] for lead in leads],
-            sequence=catalog.get(options.sequence),
-            version=catalog.version(options.sequence),
-            now=DEMO_START,
-        )
-    console.print(f"[bold]4. enroll[/] {enrolled.enrolled} leads into {options.sequence}")
-    total = _simulate(dispatcher, clock, options.days, console)
-    _summary(console, total, outbox, options)
-    return 0
-
-
-def _simulate(dispatcher: Dispatcher, clock: SimulatedClock, days: int, console: Console) -> DispatchReport:
-    total = DispatchReport()
-    end = DEMO_START + timedelta(days=days)
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("5. dispatch (simulated hours)", total=days * 24)
-        while clock.now < end:
-            total.merge(dispatcher.dispatch_due(now=clock.now))
-            clock.now += timedelta(hours=1)
-            progress.advance(task)
-    return total
-
-
-def _summary(console: Console, report: DispatchReport, outbox: Path, options: DemoOptions) -> None:
-    table = Table(title=f"{options.days} simulated days of {options.sequence} for {options.leads} leads")
-    table.add_column("outcome")
-    table.add_column("detail")
-    table.add_column("count", justify="right")
-    for row in report.rows():
-        if row["count"]:
-            table.add_row(str(row["outcome"]), str(row["key"]), str(row["count"]))
-    console.print(table)
-    emails = len(list((outbox / "email").glob("*.eml"))) if (outbox / "email").exists() else 0
-    sms_file = outbox / "sms.jsonl"
-    sms = len(sms_file.read_text().splitlines()) if sms_file.exists() else 0
-    console.print(f"outbox: {emails} .eml files in {outbox / 'email'}, {sms} SMS lines in {sms_file}")
-    console.print(
-        f"sent {report.total_sent} messages, each exactly once; deferred {sum(report.deferred.values())}"
+        settings=world.settings,
     )
 
 
-def _plans(settings: Settings, console: Console) -> None:
-    """The timeline of every shipped sequence for the sample lead (``spirale plan`` shows one in full)."""
-    table = Table(title="2. plan: the shipped library for a sample lead enrolled on a Monday 09:00 Paris")
-    for column in ("sequence", "steps", "first send", "last send", "moved by a window"):
-        table.add_column(column)
-    for name, sequence in sorted(load_library(settings.sequences_dir).items()):
-        timeline = plan(sequence, SAMPLE_LEAD, DEMO_START, cycles=2)
-        sent = [p for p in timeline if not p.skipped]
-        table.add_row(
-            name,
-            str(len(timeline)),
-            f"{sent[0].at:%a %d %b %H:%M}" if sent else "-",
-            f"{sent[-1].at:%a %d %b %H:%M}" if sent else "-",
-            str(sum(1 for p in timeline if p.moved)),
+def _play(run: Run, console: Console) -> None:
+    """Every simulated day as one ``demo-day`` flow run, with a progress bar per week."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=28),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with (
+        living_in(run.world),
+        dispatching_with(_dispatcher(run.world)),
+        Progress(*columns, console=console) as progress,
+    ):
+        for week_start in range(0, run.days, 7):
+            length = min(7, run.days - week_start)
+            first = run.first_day + timedelta(days=week_start)
+            bar = progress.add_task(_week_label(week_start, first, length), total=length)
+            week = DayReport(first)
+            for offset in range(length):
+                week.merge(demo_day(first + timedelta(days=offset)))
+                progress.advance(bar)
+            run.total.merge(week)
+            progress.update(bar, description=_week_label(week_start, first, length, week))
+
+
+def _week_label(index: int, first: date, length: int, week: DayReport | None = None) -> str:
+    last = first + timedelta(days=length - 1)
+    label = f"week {index // 7 + 1:>2} {first:%d %b}–{last:%d %b}"
+    if week is None:
+        return label
+    hot = week.statuses.get("hot", 0) + sum(n for move, n in week.moves.items() if move.endswith("hot"))
+    return (
+        f"{label}  {week.downloads:>4} downloads  {week.sent.get('email', 0):>5} emails  "
+        f"{week.sent.get('sms', 0):>4} SMS  {hot:>3} hot  {week.attempts:>3} sales attempts"
+    )
+
+
+def _final_review(run: Run) -> object:
+    """The A/B review of the reactivation campaign at the end of the last day (the real flow)."""
+    end = midnight(run.first_day + timedelta(days=run.days))
+    run.world.clock.now = end
+    reviews = ab_review(ABReviewParams(now=end, experiments=[REACTIVATION_EXPERIMENT]))
+    return next((r for r in reviews if r.stats.arms and sum(a.n for a in r.stats.arms)), None)
+
+
+def _results(run: Run, review: object, options: DemoOptions, prefect: PrefectApi) -> Results:
+    world = run.world
+    extra = {"database_url": world.settings.database_url}
+    if prefect.temporary:
+        extra["prefect_command"] = (
+            f"PREFECT_SERVER_DATABASE_CONNECTION_URL={database_url(options.folder)} spirale server"
         )
-    console.print(table)
+    return read_results(
+        world.engine,
+        start=run.first_day,
+        days=run.days,
+        off_target=world.totals.disqualified,
+        outcomes=world.totals.outcomes,
+        deferred=world.totals.dispatch.deferred,
+        blocked=world.totals.dispatch.suppressed,
+        review=review,
+        outbox_dir=world.settings.outbox_dir,
+        extra=extra,
+    )

@@ -165,7 +165,10 @@ class DemoWorld:
     def draw_conversions(self, now: datetime) -> None:
         """Each lead newly drawn into an A/B arm buys, or not, at its arm's true rate."""
         query = select(
-            ASSIGNMENTS.c.lead_id, ASSIGNMENTS.c.sequence_name, ASSIGNMENTS.c.variant, ASSIGNMENTS.c.assigned_at
+            ASSIGNMENTS.c.lead_id,
+            ASSIGNMENTS.c.sequence_name,
+            ASSIGNMENTS.c.variant,
+            ASSIGNMENTS.c.assigned_at,
         ).order_by(ASSIGNMENTS.c.assigned_at)
         if self._assignments_seen is not None:
             query = query.where(ASSIGNMENTS.c.assigned_at > self._assignments_seen)
@@ -200,7 +203,9 @@ class DemoWorld:
         outcome = self.market.outcome(kind)
         try:
             with self.engine.begin() as conn:
-                record_outcome(conn, task_id=task_id, outcome=outcome.value, now=now, actor=owner, rules=self.rules)
+                record_outcome(
+                    conn, task_id=task_id, outcome=outcome.value, now=now, actor=owner, rules=self.rules
+                )
         except CallLimitError:
             # The law caps prospecting calls; the salesperson is told so and the task waits.
             self.totals.refused_calls += 1

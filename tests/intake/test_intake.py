@@ -148,14 +148,18 @@ def test_concurrent_runs_process_each_submission_once(
     engine: Engine, settings: Settings, catalog: SequenceCatalog, setup: IntakeSetup
 ) -> None:
     # 20 people, each downloading twice: concurrent workers must still make one lead of each.
-    rows = [submission("livre-blanc", f"contact{i % 20}@pme{i % 20}.fr", job_title="Gérant") for i in range(40)]
+    rows = [
+        submission("livre-blanc", f"contact{i % 20}@pme{i % 20}.fr", job_title="Gérant") for i in range(40)
+    ]
     store_submissions(engine, *rows)
     totals: list[int] = []
 
     def worker() -> None:
         # One catalog per worker, as each worker process has its own.
         own = SequenceCatalog.open(SEQUENCES_DIR)
-        report = process_submissions(engine, now=MONDAY_10H, settings=settings, catalog=own, setup=setup, limit=7)
+        report = process_submissions(
+            engine, now=MONDAY_10H, settings=settings, catalog=own, setup=setup, limit=7
+        )
         totals.append(report.processed)
 
     threads = [threading.Thread(target=worker) for _ in range(4)]

@@ -290,8 +290,12 @@ class OutboxMachine(RuleBasedStateMachine):
             assert decided is None or decided <= self.exited.get(row["lead_id"], never)
 
     def teardown(self) -> None:
+        """Let the providers behave and the clock run until nothing is left: still never twice,
+        never after an opt-out, and nothing lost."""
         self.provider.faults.clear()
         self.drain()
+        self.never_twice()
+        self.never_after_an_opt_out()
         rows = self.rows()
         received = Counter(r.outbox_id for r in self.provider.receipts)
         settled: set[tuple[Any, ...]] = set()

@@ -33,7 +33,7 @@ def make_settings(tmp_path: Path) -> Settings:
         email_channel="local-outbox",
         sms_channel="local-outbox",
         public_url="https://spirale.example",
-        secret_key="test-secret",  # type: ignore[arg-type]
+        secret_key="test-secret",
         sender_name="Spirale",
     )
 

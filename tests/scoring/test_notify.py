@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, select
 
-from channels.base import Message
+from channels.base import EmailMessage, Message
 from scoring.notify import NOTIFICATION_EVENT, notify_pending, notify_tasks
 from scoring.routing import route_moves
 from scoring.rules import ScoringRules
@@ -68,6 +68,7 @@ def test_each_task_is_notified_once_per_channel_even_when_run_again_or_concurren
     assert len(channels["email"].sent) == 5 and len(channels["sms"].sent) == 5
     assert {m.to for m in channels["email"].sent} == {"alice.martin@spirale.example"}  # Paris: Alice
     first = channels["email"].sent[0]
+    assert isinstance(first, EmailMessage)
     assert (
         first.subject.startswith("Prospect chaud : Camille Martin (Atelier)")
         and "spirale task done" in first.text
