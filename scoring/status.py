@@ -52,8 +52,11 @@ class StatusTable:
         return cls((grades.A, grades.B, grades.C), limits)
 
     def status(self, fit: float, engagement: float) -> str:
-        """``"hot"``, ``"warm"`` or ``"cold"``."""
+        """``"hot"``, ``"warm"`` or ``"cold"``. Engagement is compared to a hundredth of a point, so the
+        minutes of decay between a download and its intake never flip a lead sitting exactly on a
+        threshold (10 points of a download against a warm threshold of 10)."""
         a, b, c = self.cutoffs
+        engagement = round(engagement, 2)
         hot, warm = self.limits[0 if fit >= a else 1 if fit >= b else 2 if fit >= c else 3]
         return _HOT if engagement >= hot else _WARM if engagement >= warm else _COLD
 

@@ -31,8 +31,9 @@ class SequenceCatalog:
         if sequence is None:
             path = find_sequence(name, self.sequences_dir)
             sequence = load_sequence(path)
-            self._sequences[name] = sequence
+            # The version first: a thread that sees the sequence must also see its version.
             self._versions[name] = sequence_digest(path)
+            self._sequences[name] = sequence
         return sequence
 
     def version(self, name: str) -> str:

@@ -88,6 +88,8 @@ class EventsReport:
     help_failed: int = 0
     scoring: str = "skipped"
     more: bool = False
+    hot_tasks: list[uuid.UUID] = field(default_factory=list)  # sales tasks of leads that turned hot
+    owners_notified: int = 0
 
     @property
     def total(self) -> int:
@@ -180,6 +182,8 @@ def process_events(
             applier.apply(row)
         _score(conn, rows, now=now, settings=settings, catalog=catalog, report=report)
     report.more = len(rows) >= limit
+    if report.hot_tasks:
+        _notify_owners(engine, report, now=now, settings=settings, channels=channels)
     if applier.help_requests:
         sms = channels.get("sms") if channels is not None else None
         if sms is None:
@@ -188,6 +192,35 @@ def process_events(
             sms = build_sms_channel(settings)
         _answer_help(applier.help_requests, sms, settings, report)
     return report
+
+
+def _notify_owners(
+    engine: Engine,
+    report: EventsReport,
+    *,
+    now: datetime,
+    settings: Settings,
+    channels: Mapping[str, AnyChannel] | None,
+) -> None:
+    """A lead an event made hot reaches its salesperson at once: notify the new tasks' owners
+    (after the commit, once per task: ``notify_tasks`` records each notification first)."""
+    from scoring.notify import notify_tasks
+    from scoring.rules import load_rules, scoring_path
+    from scoring.team import load_team, team_path
+
+    path = scoring_path(settings.sequences_dir)
+    rules = _cached_rules(path, path.stat().st_mtime_ns, load_rules)
+    team = load_team(team_path(settings.sequences_dir))
+    notified = notify_tasks(
+        engine,
+        task_ids=report.hot_tasks,
+        now=now,
+        settings=settings,
+        rules=rules,
+        team=team,
+        channels=channels,
+    )
+    report.owners_notified = sum(notified.sent.values())
 
 
 def _claim(conn: Connection, *, now: datetime, limit: int) -> list[Row[Any]]:
@@ -365,7 +398,8 @@ def _score(
     moves = apply_event_scores(conn, events=rows, now=now, rules=rules)
     report.status_moves = len(moves)
     if moves:
-        route_moves(conn, moves=moves, now=now, rules=rules, catalog=catalog)
+        routed = route_moves(conn, moves=moves, now=now, rules=rules, catalog=catalog)
+        report.hot_tasks.extend(routed.task_ids)
     report.scoring = "applied"
 
 

@@ -232,7 +232,8 @@ class OutboxMachine(RuleBasedStateMachine):
         receipt = next((r for r in self.provider.receipts if r.to in (lead["email"], lead["phone"])), None)
         if kind == "delivered" and receipt is None:
             return
-        sms = kind == "stop" or (receipt is not None and receipt.to == lead["phone"])
+        # STOP is an inbound SMS; an unsubscribe, a click or a reply concern email.
+        sms = kind == "stop" or (kind == "delivered" and receipt is not None and receipt.to == lead["phone"])
         event = NormalizedEvent(
             type=EXIT_EVENTS.get(kind, EventType.DELIVERED if kind == "delivered" else EventType.CLICK),
             dedup_key=uuid.uuid4().hex,
