@@ -404,7 +404,9 @@ def test_a_promotion_sends_new_leads_to_the_winner_and_keeps_old_assignments(
     with engine.connect() as conn:
         before = dict(conn.execute(select(table.c.lead_id, table.c.variant)).all())
     with engine.begin() as conn:
-        promote(conn, sequence="ab", step="offer", variant="discount", actor="test", reason="won", now=MONDAY_9H)
+        promote(
+            conn, sequence="ab", step="offer", variant="discount", actor="test", reason="won", now=MONDAY_9H
+        )
     late = make_leads(500)
     enroll(late, "ab", now=MONDAY_9H + timedelta(hours=1))
     dispatcher.dispatch_due(now=MONDAY_9H + timedelta(hours=1))
