@@ -199,6 +199,19 @@ def _print_import(path: Path, report: Any, output: str) -> None:
     )
 
 
+def _privacy_aliases() -> None:
+    """``spirale lead export`` / ``lead erase``: the GDPR requests, also under ``spirale privacy``."""
+    from spirale.commands.privacy import erase_command, export_command
+
+    lead_app.command("export", help="Export all data held about a person, as JSON (GDPR).")(export_command)
+    lead_app.command("erase", help="Erase a person's data, keeping only a hashed suppression (GDPR).")(
+        erase_command
+    )
+
+
+_privacy_aliases()
+
+
 def register(app: typer.Typer) -> None:
     """Add ``lead show`` and ``lead import`` to the ``spirale`` command line."""
     app.add_typer(lead_app, name="lead")

@@ -18,8 +18,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from channels.base import ChannelKind
-from channels.local_outbox import LocalOutboxEmail, LocalOutboxSms
 from flows.ab_review import ab_review
 from flows.dispatch import dispatching_with
 from flows.params import ABReviewParams
@@ -154,17 +152,8 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console, *, cont
 
 
 def _dispatcher(world: DemoWorld) -> Dispatcher:
-    """The dispatch tasks' dispatcher: the local outbox, its emails dated by the simulated clock."""
-    outbox = world.settings.outbox_dir
-    return Dispatcher(
-        engine=world.engine,
-        catalog=world.catalog,
-        channels={
-            ChannelKind.EMAIL: LocalOutboxEmail(outbox, clock=world.clock),
-            ChannelKind.SMS: LocalOutboxSms(outbox),
-        },
-        settings=world.settings,
-    )
+    """The dispatch tasks' dispatcher, on the world's channels and catalog."""
+    return Dispatcher(engine=world.engine, catalog=world.catalog, channels=world.channels, settings=world.settings)
 
 
 def _play(run: Run, console: Console) -> None:

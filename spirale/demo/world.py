@@ -23,11 +23,14 @@ from datetime import datetime
 
 from sqlalchemy import Engine, Table, func, select
 
+from channels.base import AnyChannel, ChannelKind
+from channels.local_outbox import LocalOutboxEmail, LocalOutboxSms
 from channels.unsubscribe import UnsubscribeSigner
 from models.tables import FormSubmission, OutboxMessage, OutboxState, SalesTask, TaskState, VariantAssignment
 from scoring.cadence import CallLimitError, Outcome, record_outcome
 from scoring.conversions import record_conversion
 from scoring.rules import ScoringRules
+from scoring.team import Team, load_team, team_path
 from sequences.catalog import SequenceCatalog
 from sequences.forms import forms_path, load_forms
 from spirale.api.context import ApiContext
@@ -37,6 +40,7 @@ from spirale.demo.population import Download
 from spirale.dispatch import DispatchReport
 from spirale.errors import ConfigError
 from spirale.events import store_events
+from spirale.intake import IntakeSetup
 from spirale.settings import Settings
 
 OUTBOX: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -86,7 +90,16 @@ class DemoWorld:
     _assignments_seen: datetime | None = None
 
     def __post_init__(self) -> None:
-        self.forms = load_forms(forms_path(self.settings.sequences_dir))
+        sequences_dir = self.settings.sequences_dir
+        self.forms = load_forms(forms_path(sequences_dir))
+        self.team: Team = load_team(team_path(sequences_dir))
+        self.intake = IntakeSetup.load(sequences_dir)
+        outbox = self.settings.outbox_dir
+        # The local outbox, its emails dated by the simulated clock (dispatch and owner alerts).
+        self.channels: dict[str, AnyChannel] = {
+            ChannelKind.EMAIL: LocalOutboxEmail(outbox, clock=self.clock),
+            ChannelKind.SMS: LocalOutboxSms(outbox),
+        }
         self.api = ApiContext(
             settings=self.settings,
             engine=self.engine,

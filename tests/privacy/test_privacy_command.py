@@ -137,3 +137,14 @@ def test_an_unreachable_database_is_one_clear_line_without_its_password(
     assert result.stderr.startswith("error: cannot use the database postgresql+psycopg://spirale:***@")
     assert len(result.stderr.strip().splitlines()) == 1
     assert_no_secret(result.output + caplog.text, {**SECRETS, "password": "db-password-s3cr3t"})
+
+
+def test_the_lead_group_offers_the_same_gdpr_requests(
+    cli_env: dict[str, str], engine: Engine, history: History
+) -> None:
+    exported = runner.invoke(app, ["lead", "export", CAMILLE], env={"COLUMNS": "200"})
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["lead"]["id"] == str(history.camille)
+    erased = runner.invoke(app, ["lead", "erase", CAMILLE, "--yes"], env={"COLUMNS": "200"})
+    assert erased.exit_code == 0, erased.output
+    assert count_rows(engine, LEADS, LEADS.c.id == history.camille) == 0
