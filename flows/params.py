@@ -92,6 +92,13 @@ class ABReviewParams(TickParams):
     threshold: float = Field(default=0.95, gt=0.5, lt=1.0, description="probability to beat the holdout")
 
 
+class HygieneParams(TickParams):
+    """The retention purge (CNIL): prospects who initiated no contact for ``years`` are removed."""
+
+    years: int = Field(default=3, ge=1, le=20, description="retention after the last contact the lead made")
+    dry_run: bool = Field(default=False, description="count what would go, change nothing")
+
+
 def load_settings() -> Settings:
     """The settings of this run, read from the environment each time (a served flow run is a
     fresh process; in-process runs in tests see the environment they set)."""

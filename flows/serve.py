@@ -24,6 +24,7 @@ from prefect.types.entrypoint import EntrypointType
 
 from flows.ab_review import ab_review
 from flows.dispatch import dispatch
+from flows.hygiene import hygiene
 from flows.intake import intake
 from flows.process_events import process_events
 from flows.reactivation import reactivation
@@ -78,6 +79,7 @@ def schedules() -> dict[str, list[Schedule]]:
         "scoring": [Cron("0 2 * * *", timezone=PARIS)],
         "reactivation": [Cron("0 6 * * 1", timezone=PARIS)],
         "ab-review": [Cron("0 7 * * *", timezone=PARIS)],
+        "hygiene": [Cron("0 3 * * 0", timezone=PARIS)],
     }
 
 
@@ -92,6 +94,7 @@ def deployments() -> list[RunnerDeployment]:
         "nightly": scoring,
         "weekly": reactivation,
         "daily": ab_review,
+        "retention": hygiene,
     }
     built = []
     for name, flow in named.items():

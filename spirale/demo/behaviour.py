@@ -3,7 +3,8 @@
 Every message sent may be delivered, bounce, be opened, clicked, replied to or end in an
 unsubscribe (an SMS: a reply or a STOP), each with its rate for the sequence and the A/B arm. The
 reactions happen later (minutes to days), so they wait on an :class:`Agenda` until the simulated
-clock reaches them, then arrive as provider events would. The A/B arms of an offer convert at
+clock reaches them, then arrive as provider events would. Deliveries are reported for the A/B
+test's messages only, where the review's funnel starts; the others would only lengthen the run. The A/B arms of an offer convert at
 their own true rate (the holdout too: some dormant customers come back without being asked),
 and salespeople's attempts end with the outcomes a sales team reports.
 """
@@ -145,7 +146,7 @@ class Market:
     def _email(self, message: SentMessage, rates: Rates) -> list[NormalizedEvent]:
         if self.rng.random() < rates.bounce:
             return [self._event(message, EventType.BOUNCE, minutes=2, extra={"type": "bounce"})]
-        events = [self._event(message, EventType.DELIVERED, minutes=1)]
+        events = [self._event(message, EventType.DELIVERED, minutes=1)] if message.variant else []
         if self.rng.random() >= rates.open:
             return events
         opened = self._later(message.sent_at, hours=self.rng.lognormvariate(1.0, 1.2))
@@ -163,7 +164,11 @@ class Market:
 
     def _sms(self, message: SentMessage, rates: Rates) -> list[NormalizedEvent]:
         status = {"MessageStatus": "delivered", "To": message.address}
-        events = [self._event(message, EventType.SMS_STATUS, minutes=1, extra=status, provider="twilio")]
+        events = []
+        if message.variant:
+            events.append(
+                self._event(message, EventType.SMS_STATUS, minutes=1, extra=status, provider="twilio")
+            )
         inbound = {"From": message.address}
         if self.rng.random() < rates.sms_stop:
             at = self._later(message.sent_at, hours=0.5)

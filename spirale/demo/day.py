@@ -1,37 +1,44 @@
 """One simulated day of the demo as one Prefect flow run, ``demo-day-<date>``.
 
-The day runs the real flows' own tasks at the instants their deployments would (Paris time):
-the nightly scoring at 02:00 (``flows/scoring.py``: decay and re-routing, owners told of new hot
-leads, finished sales cadences handed back), on Mondays the reactivation campaign at 06:00 and its
-A/B review at 07:00 (``flows/reactivation.py``, ``flows/ab_review.py``, as subflows), then three
-ticks during the day. A tick takes in the forms filled in since the last one (``flows/intake.py``),
-applies the events that came back (``flows/process_events.py``) and dispatches every due step
-(``flows/dispatch.py``). Between the engine's runs the outside world acts (``spirale.demo.world``):
-people download, the market reacts, salespeople log their attempts.
+The day runs the engine at the instants the deployments would (Paris time): the nightly scoring
+at 02:00 (decay and re-routing, owners told of new hot leads, finished sales cadences handed
+back), on Mondays the ``reactivation`` campaign at 06:00 and its ``ab-review`` at 07:00 (the real
+flows, as subflows), then three ticks during the day. A tick takes in the forms filled in since
+the last one, applies the events that came back and dispatches every due step with the
+``dispatch`` flow's own tasks. Between the engine's runs the outside world acts
+(``spirale.demo.world``): people download, the market reacts, salespeople log their attempts.
 
-One flow run per day, never one per message: a day is about fifteen task runs.
+The intake, event and scoring tasks here call the same engine functions as the tasks of
+``flows/intake.py``, ``flows/process_events.py`` and ``flows/scoring.py``, under the same task
+names, but with the configuration the world loaded once: those tasks read and parse every
+configuration file on each run (tens of milliseconds), which a simulated quarter would pay
+hundreds of times. One flow run per day, never one per message: a day is about a dozen task runs.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Table, func, select
 
 from flows.ab_review import ab_review
 from flows.dispatch import dispatch_batches, recover_unfinished
-from flows.intake import take_in_submissions
 from flows.params import ABReviewParams, DispatchParams, EventsParams, IntakeParams, ReactivationParams
-from flows.process_events import apply_events
 from flows.reactivation import reactivation
-from flows.scoring import hand_back, notify_owners, rescore
 from models.tables import Event
+from scoring.cadence import hand_back_completed
+from scoring.notify import NotifyReport, notify_tasks
+from scoring.rescoring import RescoreReport, rescore_all
 from spirale.demo.world import DemoWorld, current_world
 from spirale.dispatch import DispatchReport
+from spirale.events import EventsReport, process_events
+from spirale.intake import IntakeReport, process_submissions
 
 PARIS = ZoneInfo("Europe/Paris")
 EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
@@ -86,22 +93,80 @@ def demo_day(day: date) -> DayReport:
     return report
 
 
+@task(name="take-in-submissions", cache_policy=NO_CACHE)
+def take_in_submissions(now: datetime) -> IntakeReport:
+    """Qualify, score, route and enroll the waiting form submissions (``flows/intake.py``)."""
+    world = current_world()
+    return process_submissions(
+        world.engine,
+        now=now,
+        settings=world.settings,
+        catalog=world.catalog,
+        limit=INTAKE_LIMIT,
+        setup=world.intake,
+        channels=world.channels,
+    )
+
+
+@task(name="apply-events", task_run_name="apply-events-{part}", cache_policy=NO_CACHE)
+def apply_events(now: datetime, part: int) -> EventsReport:
+    """Apply the stored webhook events (``flows/process_events.py``)."""
+    world = current_world()
+    return process_events(
+        world.engine,
+        now=now,
+        settings=world.settings,
+        limit=EVENTS_LIMIT,
+        channels=world.channels,
+        catalog=world.catalog,
+    )
+
+
+@task(name="rescore-all", cache_policy=NO_CACHE)
+def rescore(now: datetime) -> RescoreReport:
+    """Decay and re-route every lead (``flows/scoring.py``)."""
+    world = current_world()
+    return rescore_all(world.engine, now=now, rules=world.rules, catalog=world.catalog, team=world.team)
+
+
+@task(name="notify-owners", cache_policy=NO_CACHE)
+def notify_owners(now: datetime, task_ids: list[uuid.UUID]) -> NotifyReport:
+    """Tell the owners of the leads that turned hot (``flows/scoring.py``)."""
+    world = current_world()
+    return notify_tasks(
+        world.engine,
+        task_ids=task_ids,
+        now=now,
+        settings=world.settings,
+        rules=world.rules,
+        team=world.team,
+        channels=world.channels,
+    )
+
+
+@task(name="hand-back-cadences", cache_policy=NO_CACHE)
+def hand_back(now: datetime) -> int:
+    """Give back to marketing the leads whose 7 attempts ended without success (``flows/scoring.py``)."""
+    world = current_world()
+    with world.engine.begin() as conn:
+        return hand_back_completed(conn, now=now, rules=world.rules, catalog=world.catalog)
+
+
 def _score(world: DemoWorld, now: datetime, report: DayReport) -> None:
     """The ``scoring`` flow's steps: rescore, tell owners of new hot leads, hand cadences back."""
-    settings = world.settings
     world.clock.now = now
-    rescored = rescore(settings, now)
+    rescored = rescore(now)
     report.moves.update({f"{old} -> {new}": n for (old, new), n in rescored.moves.items()})
     if rescored.task_ids:
-        notify_owners(settings, now, rescored.task_ids)
-    hand_back(settings, now)
+        notify_owners(now, rescored.task_ids)
+    hand_back(now)
 
 
 def _tick(world: DemoWorld, now: datetime, report: DayReport, *, recover: bool) -> None:
     settings = world.settings
     report.downloads += world.receive_downloads(now)
     while world.waiting_submissions():
-        taken = take_in_submissions(settings, now, INTAKE_LIMIT)
+        taken = take_in_submissions(now)
         report.statuses.update(taken.statuses)
         world.totals.disqualified.update(taken.disqualified)
         if taken.processed + taken.rejected == 0:
@@ -130,5 +195,5 @@ def _apply_events(world: DemoWorld, now: datetime) -> None:
         if not conn.execute(waiting).scalar_one():
             return
     for part in range(1, EventsParams().max_passes + 1):
-        if not apply_events(world.settings, now, EVENTS_LIMIT, part).more:
+        if not apply_events(now, part).more:
             break

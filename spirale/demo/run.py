@@ -153,7 +153,9 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console, *, cont
 
 def _dispatcher(world: DemoWorld) -> Dispatcher:
     """The dispatch tasks' dispatcher, on the world's channels and catalog."""
-    return Dispatcher(engine=world.engine, catalog=world.catalog, channels=world.channels, settings=world.settings)
+    return Dispatcher(
+        engine=world.engine, catalog=world.catalog, channels=world.channels, settings=world.settings
+    )
 
 
 def _play(run: Run, console: Console) -> None:

@@ -32,7 +32,7 @@ def yaml_deployments() -> dict[str, dict[str, Any]]:
 
 def test_prefect_yaml_is_a_valid_project_file() -> None:
     model = PrefectYamlModel.model_validate(prefect_yaml())
-    assert len(model.deployments) == 7
+    assert len(model.deployments) == 8
     assert {d.work_pool.name for d in model.deployments if d.work_pool} == {"spirale"}
 
 
