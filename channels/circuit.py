@@ -99,6 +99,12 @@ class CircuitBreaker:
     def kind(self) -> ChannelKind:
         return self.channel.kind
 
+    def __getattr__(self, name: str) -> Any:
+        # Anything else (a provider's message lookup, its settings) is the wrapped channel's.
+        if name == "channel":
+            raise AttributeError(name)
+        return getattr(self.channel, name)
+
     @property
     def state(self) -> CircuitState:
         """The current state; an open circuit whose cool-down has ended reads as half-open."""

@@ -9,6 +9,7 @@ that "sends" into a directory is worse than one that refuses to start.
 from __future__ import annotations
 
 from channels.base import AnyChannel, ChannelKind
+from channels.circuit import CircuitBreaker
 from channels.local_outbox import LocalOutboxEmail, LocalOutboxSms
 from channels.retry import RetryPolicy
 from spirale.errors import ConfigError
@@ -37,12 +38,16 @@ def build_email_channel(settings: Settings) -> AnyChannel:
     # Imported here so that a local set-up never pays for loading the provider SDK.
     from channels.sendgrid import SendGridEmail
 
-    return SendGridEmail(
-        settings.sendgrid_api_key,
-        host=settings.sendgrid_host,
-        sandbox=settings.sendgrid_sandbox,
-        concurrency=settings.email_concurrency,
-        retry=_retry_policy(settings),
+    # Behind a circuit breaker: during an outage messages fail fast as "not processed" and are
+    # retried later, instead of hammering the provider once per message.
+    return CircuitBreaker(
+        SendGridEmail(
+            settings.sendgrid_api_key,
+            host=settings.sendgrid_host,
+            sandbox=settings.sendgrid_sandbox,
+            concurrency=settings.email_concurrency,
+            retry=_retry_policy(settings),
+        )
     )
 
 
@@ -60,14 +65,16 @@ def build_sms_channel(settings: Settings) -> AnyChannel:
         raise ConfigError(f"Twilio is {_why_twilio(settings)} but {' and '.join(missing)} {verb} not set")
     from channels.twilio import TwilioSms
 
-    return TwilioSms(
-        account_sid,
-        auth_token,
-        messaging_service_sid=settings.twilio_messaging_service_sid,
-        from_=settings.twilio_from,
-        base_url=settings.twilio_base_url,
-        per_second=settings.sms_per_second,
-        retry=_retry_policy(settings),
+    return CircuitBreaker(
+        TwilioSms(
+            account_sid,
+            auth_token,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            from_=settings.twilio_from,
+            base_url=settings.twilio_base_url,
+            per_second=settings.sms_per_second,
+            retry=_retry_policy(settings),
+        )
     )
 
 

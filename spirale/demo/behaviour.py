@@ -1,12 +1,12 @@
 """How the simulated market answers: the true rates the demo draws from, and the pending reactions.
 
-Every message sent may be delivered, bounce, be opened, clicked, replied to or end in an
-unsubscribe (an SMS: a reply or a STOP), each with its rate for the sequence and the A/B arm. The
-reactions happen later (minutes to days), so they wait on an :class:`Agenda` until the simulated
-clock reaches them, then arrive as provider events would. Deliveries are reported for the A/B
-test's messages only, where the review's funnel starts; the others would only lengthen the run. The A/B arms of an offer convert at
-their own true rate (the holdout too: some dormant customers come back without being asked),
-and salespeople's attempts end with the outcomes a sales team reports.
+Every message sent may bounce, be opened, clicked, replied to or end in an unsubscribe (an SMS:
+a reply or a STOP), each with its rate for the sequence and the A/B arm. The reactions happen
+later (minutes to days), so they wait on an :class:`Agenda` until the simulated clock reaches
+them, then arrive as provider events would. Deliveries are reported for the A/B test's messages
+only, where the review's funnel starts; the others would only lengthen the run. The A/B arms of
+an offer convert at their own true rate (the holdout too: some dormant customers come back
+without being asked), and salespeople's attempts end with the outcomes a sales team reports.
 """
 
 from __future__ import annotations

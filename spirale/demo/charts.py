@@ -117,37 +117,43 @@ def _nice(value: float) -> float:
     return next(base * magnitude for base in (1, 2, 2.5, 5, 10) if base * magnitude >= value)
 
 
-def spiral_chart(journey: Journey, *, size: int = 420) -> str:
-    """The lead's messages on a golden spiral: the distance from the centre is the time since
-    enrollment, and a quarter turn multiplies it by φ, so golden-ratio gaps fall a quarter turn
-    apart. Many touches close to the centre, then wider and wider: the spirale d'or."""
+def spiral_chart(journey: Journey, *, size: int = 460) -> str:
+    """The lead's messages on a golden spiral from its first message: the distance from the
+    centre grows with the time since that message, and a quarter turn multiplies it by φ, so
+    gaps growing by the golden ratio fall about a quarter turn apart. Many touches close to the
+    centre, then wider and wider: the spirale d'or."""
+    if not journey.touches:
+        return _svg(size, size, "No message yet", [])
+    first = journey.touches[0].at
     unit = _first_gap_hours(journey)
-    hours = [max((t.at - journey.enrolled_at).total_seconds() / 3600, 0.0) for t in journey.touches]
-    turns_end = _angle(max(hours, default=unit) * 1.15, unit)
-    radius = (size / 2 - 24) / (1 + max(hours, default=unit) * 1.15 / unit)
+    hours = [(t.at - first).total_seconds() / 3600 for t in journey.touches]
+    reach = max(hours) * 1.1 + unit
+    radius = (size / 2 - 26) / (1 + reach / unit)
     centre = size / 2
 
     def point(angle: float) -> tuple[float, float]:
         r = radius * PHI ** (2 * angle / math.pi)
         return centre + r * math.cos(angle), centre - r * math.sin(angle)
 
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (point(turns_end * i / 240) for i in range(241)))
+    end = _angle(reach, unit)
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (point(end * i / 300) for i in range(301)))
     body = [f'<polyline points="{path}" fill="none" stroke="#cbd2d9" stroke-width="2"/>']
     for number, (touch, elapsed) in enumerate(zip(journey.touches, hours, strict=True), start=1):
         x, y = point(_angle(elapsed, unit))
         colour = COLOURS.get(touch.channel, "#52606d")
         local = touch.at.astimezone(PARIS)
         body.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="9" fill="{colour}"><title>{escape(touch.step)}: '
-            f"{local:%a %d %b %H:%M}</title></circle>"
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="11" fill="{colour}" stroke="#fff" stroke-width="2">'
+            f"<title>{escape(touch.step)}: {local:%a %d %b %H:%M}</title></circle>"
             f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" fill="#fff" '
             f'font-weight="bold">{number}</text>'
         )
+    body += _legend(("email", "sms"), x=10, y=size - 8)
     return _svg(size, size, f"The golden-spiral schedule of {journey.lead}", body)
 
 
 def _angle(hours: float, unit: float) -> float:
-    """Where ``hours`` after enrollment falls on the spiral (radius proportional to 1 + hours/unit)."""
+    """Where ``hours`` after the first message falls on the spiral (radius ∝ 1 + hours/unit)."""
     return (math.pi / 2) * math.log(1 + hours / unit, PHI)
 
 

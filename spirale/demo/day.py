@@ -3,7 +3,7 @@
 The day runs the engine at the instants the deployments would (Paris time): the nightly scoring
 at 02:00 (decay and re-routing, owners told of new hot leads, finished sales cadences handed
 back), on Mondays the ``reactivation`` campaign at 06:00 and its ``ab-review`` at 07:00 (the real
-flows, as subflows), then three ticks during the day. A tick takes in the forms filled in since
+flows, as subflows), then two ticks during the day. A tick takes in the forms filled in since
 the last one, applies the events that came back and dispatches every due step with the
 ``dispatch`` flow's own tasks. Between the engine's runs the outside world acts
 (``spirale.demo.world``): people download, the market reacts, salespeople log their attempts.
@@ -45,7 +45,7 @@ EVENTS: Table = Event.__table__  # type: ignore[attr-defined]
 NIGHTLY = time(2, 0)
 REACTIVATION = time(6, 0)
 AB_REVIEW = time(7, 0)
-TICKS = (time(10, 30), time(14, 30), time(17, 30))
+TICKS = (time(10, 30), time(15, 30))
 STEPS_PER_TASK = DispatchParams().steps_per_task
 INTAKE_LIMIT = IntakeParams().limit
 EVENTS_LIMIT = EventsParams().limit

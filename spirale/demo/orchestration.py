@@ -86,8 +86,10 @@ class PrefectApi:
         url = self._wait()
         try:
             with temporary_settings({PREFECT_API_URL: url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-                yield url
-                _drain()
+                try:
+                    yield url
+                finally:
+                    _drain()
         finally:
             self.stop()
 

@@ -16,6 +16,18 @@ from spirale.demo.charts import funnel_chart, journey_rows, spiral_chart, timeli
 from spirale.demo.results import Results
 from spirale.demo.summary import RULE_NAMES, STAGE_HELP
 
+AB_COLUMNS = (
+    "arm",
+    "recipients",
+    "sent",
+    "opens",
+    "clicks",
+    "conversions",
+    "rate",
+    "95% CI",
+    "lift",
+    "P(beat holdout)",
+)
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:64rem;
 padding:0 1rem;color:#1f2933;line-height:1.45}
@@ -116,7 +128,7 @@ def _ab(results: Results) -> list[str]:
         f'<p class="advice"><strong>Verdict:</strong> {escape(review.stats.recommendation)}</p>',
         rate_chart(review.stats, metric=review.metric),
         f'<p class="meta">Dot: {escape(noun)} rate; bar: its 95% interval; dashed line: the holdout.</p>',
-        table(review.table_rows()),
+        table([{key: row[key] for key in AB_COLUMNS if key in row} for row in review.table_rows()]),
     ]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -102,7 +101,7 @@ def read_results(engine: Engine, **known: Any) -> Results:
         return Results(
             funnel=funnel(conn),
             messages=_messages(conn),
-            tasks=_counter(conn, select(TASKS.c.kind, func.count()).group_by(TASKS.c.kind)),
+            tasks=_tasks(conn),
             suppressions=_suppressions(conn),
             sends_per_day=_sends_per_day(conn),
             journey=journey(conn),
@@ -170,6 +169,14 @@ def _messages(conn: Connection) -> dict[str, Counter[str]]:
     return found
 
 
+def _tasks(conn: Connection) -> Counter[str]:
+    """Sales tasks per sequence and kind (``sales-cadence call``, ``customer-care call`` ...)."""
+    query = select(TASKS.c.sequence_name, TASKS.c.kind, func.count()).group_by(
+        TASKS.c.sequence_name, TASKS.c.kind
+    )
+    return Counter({f"{sequence or 'hot lead'} {kind}": n for sequence, kind, n in conn.execute(query)})
+
+
 def _samples(conn: Connection) -> list[tuple[str, str, str]]:
     query = (
         select(OUTBOX.c.sequence_name, OUTBOX.c.step_id, OUTBOX.c.subject, OUTBOX.c.id)
@@ -212,8 +219,3 @@ def _ids(conn: Connection, query: Any) -> set[uuid.UUID]:
 
 def _count(conn: Connection, query: Any) -> int:
     return int(conn.execute(query).scalar_one())
-
-
-def _counter(conn: Connection, query: Any) -> Counter[str]:
-    rows: Iterable[tuple[Any, int]] = conn.execute(query).tuples()
-    return Counter({str(key or "-"): int(count) for key, count in rows})

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from flows.ab_review import ab_review
 from flows.dispatch import dispatching_with
@@ -160,12 +160,7 @@ def _dispatcher(world: DemoWorld) -> Dispatcher:
 
 def _play(run: Run, console: Console) -> None:
     """Every simulated day as one ``demo-day`` flow run, with a progress bar per week."""
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=28),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
+    columns = (TextColumn("{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn())
     with (
         living_in(run.world),
         dispatching_with(_dispatcher(run.world)),
@@ -174,24 +169,23 @@ def _play(run: Run, console: Console) -> None:
         for week_start in range(0, run.days, 7):
             length = min(7, run.days - week_start)
             first = run.first_day + timedelta(days=week_start)
-            bar = progress.add_task(_week_label(week_start, first, length), total=length)
+            bar = progress.add_task(_week_label(week_start, first), total=length)
             week = DayReport(first)
             for offset in range(length):
                 week.merge(demo_day(first + timedelta(days=offset)))
                 progress.advance(bar)
             run.total.merge(week)
-            progress.update(bar, description=_week_label(week_start, first, length, week))
+            progress.update(bar, description=_week_label(week_start, first, week))
 
 
-def _week_label(index: int, first: date, length: int, week: DayReport | None = None) -> str:
-    last = first + timedelta(days=length - 1)
-    label = f"week {index // 7 + 1:>2} {first:%d %b}–{last:%d %b}"
+def _week_label(index: int, first: date, week: DayReport | None = None) -> str:
+    label = f"week {index // 7 + 1:>2} from {first:%d %b}"
     if week is None:
         return label
     hot = week.statuses.get("hot", 0) + sum(n for move, n in week.moves.items() if move.endswith("hot"))
     return (
-        f"{label}  {week.downloads:>4} downloads  {week.sent.get('email', 0):>5} emails  "
-        f"{week.sent.get('sms', 0):>4} SMS  {hot:>3} hot  {week.attempts:>3} sales attempts"
+        f"{label}: {week.downloads:>3} forms {week.sent.get('email', 0):>5} emails "
+        f"{week.sent.get('sms', 0):>4} SMS {hot:>3} hot"
     )
 
 

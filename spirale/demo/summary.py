@@ -14,7 +14,6 @@ from rich.text import Text
 
 from spirale.demo.results import Results
 
-BAR = 36
 STAGE_HELP = {
     "downloads": "forms filled in (white paper, checklist, webinar, newsletter, call-back)",
     "qualified": "real leads by sales' definition (scoring.yaml)",
@@ -49,17 +48,18 @@ def print_summary(console: Console, results: Results, *, report: Path, elapsed: 
 
 def funnel_table(results: Results) -> Table:
     table = Table(title="The funnel of the people who downloaded something", title_justify="left")
-    for column, justify in (("stage", "left"), ("leads", "right"), ("", "left"), ("", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    top = max(results.funnel[0][1], 1)
+    table.add_column("stage")
+    table.add_column("leads", justify="right")
+    table.add_column("kept", justify="right")
+    table.add_column("meaning", overflow="fold")
     previous = None
     for stage, count in results.funnel:
-        bar = "█" * max(1, round(BAR * count / top)) if count else ""
-        share = f" {count / previous:.0%} of the previous" if previous else ""
-        table.add_row(stage, f"{count:,}", f"[cyan]{bar}[/]{share}", STAGE_HELP[stage])
+        share = f"{count / previous:.0%}" if previous else ""
+        table.add_row(stage, f"{count:,}", share, STAGE_HELP[stage])
         previous = count
     off = ", ".join(f"{RULE_NAMES.get(k, k)} {n:,}" for k, n in results.off_target.most_common())
     table.caption = f"Off-target downloads screened out by the intake: {off or 'none'}"
+    table.caption_justify = "left"
     return table
 
 
@@ -72,13 +72,14 @@ def messages_table(results: Results) -> Table:
         table.add_row(
             channel, f"{states['sent']:,}", f"{states['suppressed']:,}", f"{states['failed']:,}", f"{other:,}"
         )
-    tasks = ", ".join(f"{kind} {n:,}" for kind, n in results.tasks.most_common())
+    tasks = ", ".join(f"{kind} {n:,}" for kind, n in sorted(results.tasks.items()))
     outcomes = ", ".join(f"{name} {n:,}" for name, n in results.outcomes.most_common())
     table.caption = (
-        f"Sales tasks: {tasks or 'none'}. Attempts logged: {outcomes or 'none'}. "
-        f"Owners alerted of hot leads: {results.notifications:,}. "
+        f"Tasks on the owners' lists: {tasks or 'none'}. Sales attempts logged: {outcomes or 'none'}. "
+        f"Owner alerts of hot leads: {results.notifications:,}. "
         f"Sales recorded: {results.conversions:,} ({results.revenue:,.0f} €)."
     )
+    table.caption_justify = "left"
     return table
 
 
@@ -87,7 +88,7 @@ def _policy(results: Results) -> Panel:
     blocked = ", ".join(f"{channel} {n:,}" for channel, n in results.blocked.most_common())
     by_reason: Counter[str] = Counter()
     for (channel, reason), n in results.suppressions.items():
-        by_reason[f"{channel} {reason}"] += n
+        by_reason[reason if reason.startswith(channel) else f"{channel} {reason}"] += n
     suppressions = ", ".join(f"{key} {n:,}" for key, n in by_reason.most_common())
     lines = [
         f"[bold]Deferred[/] (held for the next allowed slot, never dropped): {deferred or 'none'}",
@@ -117,15 +118,20 @@ def _verdict(results: Results) -> Panel:
 
 def _next(results: Results, report: Path) -> Panel:
     outbox = results.outbox_dir
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    grid.add_row("report", f"{report / 'index.html'} (open it in a browser; it works offline)")
+    grid.add_row("outbox", f"{outbox / 'email'}/*.eml (any mail client) and {outbox / 'sms.jsonl'}")
+    grid.add_row("preview", "spirale preview whitepaper-nurture --out var/preview/whitepaper-nurture")
+    grid.add_row(
+        "plan",
+        f"SPIRALE_DATABASE_URL={results.extra.get('database_url')} spirale plan export --out var/plan.xlsx",
+    )
+    grid.add_row(
+        "go live", "spirale serve: the API and every flow on its schedule (Prefect UI: spirale server)"
+    )
     prefect = results.extra.get("prefect_command")
-    lines = [
-        f"[bold]report[/]    {report / 'index.html'}  (open it in a browser; works offline)",
-        f"[bold]outbox[/]    {outbox / 'email'}/*.eml (any mail client), {outbox / 'sms.jsonl'}",
-        "[bold]preview[/]   spirale preview whitepaper-nurture --out var/preview/whitepaper-nurture",
-        f"[bold]plan[/]      SPIRALE_DATABASE_URL={results.extra.get('database_url')} "
-        "spirale plan export --out var/plan.xlsx",
-        "[bold]go live[/]   spirale serve  (the API and every flow on its schedule; UI: spirale server)",
-    ]
     if prefect:
-        lines.append(f"[bold]runs[/]      {prefect}  then http://127.0.0.1:4200")
-    return Panel("\n".join(lines), title="Where to look next", title_align="left")
+        grid.add_row("flow runs", f"{prefect}, then http://127.0.0.1:4200")
+    return Panel(grid, title="Where to look next", title_align="left")

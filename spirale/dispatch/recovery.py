@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, update
+from sqlalchemy import Connection, and_, select, update
 
 from models.suppressions import address_hash, suppressed_hashes
-from models.tables import OutboxState
+from models.tables import EnrollmentState, OutboxState
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch.batch import PendingSend
 from spirale.dispatch.facts import lead_rows
 from spirale.dispatch.messages import MessageBuilder
 from spirale.dispatch.report import DispatchReport
 from spirale.dispatch.sending import SendRecorder
-from spirale.dispatch.writes import OUTBOX
+from spirale.dispatch.writes import ENROLLMENTS, OUTBOX
 from spirale.errors import RenderError, SequenceError
 
 RESEND_COLUMNS = (
@@ -69,15 +69,31 @@ class Recovery:
             with engine.connect() as conn:
                 leads = lead_rows(conn, {row["lead_id"] for row in rows})
                 blocked = self._suppressed_rows(conn, rows)
+                ended = self._ended_rows(conn, rows)
             for row in rows:
                 if row["id"] in blocked:
                     self._close(
                         row["id"], now, OutboxState.SUPPRESSED, "suppressed", "suppressed while waiting"
                     )
                     report.suppressed[row["channel"]] += 1
-            waiting = [row for row in rows if row["id"] not in blocked]
+                elif row["id"] in ended:
+                    self._close(
+                        row["id"], now, OutboxState.FAILED, "exited", "the enrollment ended while waiting"
+                    )
+                    report.skipped["exited while waiting"] += 1
+            waiting = [row for row in rows if row["id"] not in blocked | ended]
             sends = [s for s in (self._rebuild(row, leads, now, report) for row in waiting) if s is not None]
             self.recorder.send_and_record(sends, now=now, report=report)
+
+    @staticmethod
+    def _ended_rows(conn: Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
+        """Rows of enrollments that exited (a reply, a meeting, an opt-out) while they waited."""
+        enrollment_ids = list({row["enrollment_id"] for row in rows})
+        query = select(ENROLLMENTS.c.id).where(
+            ENROLLMENTS.c.id.in_(enrollment_ids), ENROLLMENTS.c.state == EnrollmentState.EXITED.value
+        )
+        exited = set(conn.execute(query).scalars())
+        return {row["id"] for row in rows if row["enrollment_id"] in exited}
 
     @staticmethod
     def _suppressed_rows(conn: Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:

@@ -5,9 +5,10 @@ attempt by ``recovery.py``; a message with an unknown outcome is never resent fr
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +45,7 @@ class SendRecorder:
     engine: Engine
     channels: Mapping[str, DeliveryChannel]
     settings: Settings
+    rand: Callable[[], float] = random.random  # full jitter of the backoff (injectable for tests)
 
     def send_and_record(self, sends: Sequence[PendingSend], *, now: datetime, report: DispatchReport) -> None:
         if not sends:
@@ -86,7 +88,9 @@ class SendRecorder:
             return {row_id for (row_id,) in result}
 
     def _retry_delay(self, send: PendingSend, error: RetryableSendError) -> timedelta:
-        backoff = _backoff(send.attempt, self.settings.retry_max_delay_seconds)
+        # Full jitter: rows refused together (an outage) come back spread out, not in one wave;
+        # never earlier than the provider's own reset.
+        backoff = _backoff(send.attempt, self.settings.retry_max_delay_seconds) * self.rand()
         return max(backoff, timedelta(seconds=error.retry_after or 0))
 
     def _record(
@@ -136,7 +140,7 @@ class SendRecorder:
 
 
 def _backoff(attempt: int, cap_seconds: int) -> timedelta:
-    """1 min, 2, 4, 8 ... between attempts of a message the provider never processed, capped."""
+    """At most 1 min, 2, 4, 8 ... between attempts of a message the provider never processed."""
     step: timedelta = DEFAULT_RETRY_DELAY * 2 ** min(attempt - 1, 16)
     return min(step, timedelta(seconds=cap_seconds))
 

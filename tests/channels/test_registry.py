@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from channels.base import ChannelKind
+from channels.circuit import CircuitBreaker
 from channels.local_outbox import LocalOutboxEmail, LocalOutboxSms
 from channels.registry import build_channels
 from channels.sendgrid import SendGridEmail
@@ -52,8 +53,10 @@ def test_auto_uses_sendgrid_when_its_key_is_set(tmp_path: Path) -> None:
         email_concurrency=5,
     )
 
-    email = build_channels(settings)[ChannelKind.EMAIL]
+    breaker = build_channels(settings)[ChannelKind.EMAIL]
 
+    assert isinstance(breaker, CircuitBreaker) and breaker.name == "sendgrid"
+    email = breaker.channel
     assert isinstance(email, SendGridEmail)
     assert (email.host, email.sandbox, email.concurrency) == ("http://127.0.0.1:9", True, 5)
     assert email.retry.max_attempts == settings.send_max_attempts
@@ -77,8 +80,10 @@ def test_auto_uses_twilio_when_fully_configured(
         **sender,
     )
 
-    sms = build_channels(settings)[ChannelKind.SMS]
+    breaker = build_channels(settings)[ChannelKind.SMS]
 
+    assert isinstance(breaker, CircuitBreaker) and breaker.message_status == breaker.channel.message_status
+    sms = breaker.channel
     assert isinstance(sms, TwilioSms)
     assert sms.sender == expected
     assert sms.base_url == "http://127.0.0.1:9"

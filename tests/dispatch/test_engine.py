@@ -253,6 +253,7 @@ def test_rate_limited_send_is_retried_as_a_new_attempt_then_sent_once(
 
     channels = recording_channels(fault=fault)
     dispatcher = Dispatcher(engine=engine, catalog=catalog, channels=channels, settings=settings)
+    dispatcher.recorder.rand = lambda: 1.0  # the top of the jittered backoff, to pin the instants
     enroll(make_leads(3), "drip")
     assert dispatcher.dispatch_due(now=MONDAY_9H).failed == {"email": 3}
     # The provider's reset (90 s) wins over the first backoff step (60 s).

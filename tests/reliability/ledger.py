@@ -115,13 +115,13 @@ def settle_unknown(
 ) -> Reconciled:
     """Store ``events``, run the reconciliation, then retry what was certainly never ``received``."""
     with engine.begin() as conn:
-        store_events(conn, [], received_at=now)
+        store_events(conn, events, received_at=now)
     report = reconcile_unknown(engine, now=now, settings=RECONCILE_SETTINGS, channels={})
     resend = 0
     with engine.begin() as conn:
         waiting = conn.execute(select(OUTBOX.c.id).where(OUTBOX.c.state == OutboxState.UNKNOWN.value))
         for (row_id,) in waiting.all():
-            if False:
+            if str(row_id) in received:
                 continue
             resend += 1
             conn.execute(
