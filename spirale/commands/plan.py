@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,8 +14,8 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from sequences.durations import format_duration
-from spirale.errors import SequenceError, SpiraleError
-from spirale.settings import get_settings
+from spirale.commands.inputs import fail, load_sequence_argument, parse_start, read_lead
+from spirale.errors import SpiraleError
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -83,56 +82,20 @@ def plan_command(
     # Imported here so other commands do not pay for the holiday and phone-number tables.
     from sequences.planner import lead_zone, plan
 
-    lead_fields = _read_lead(lead) if lead is not None else dict(_sample_lead())
-    enrolled = _parse_start(start)
-    loaded = _load(sequence)
+    lead_fields = read_lead(lead) if lead is not None else dict(_sample_lead())
+    enrolled = parse_start(start)
+    loaded = load_sequence_argument(sequence)
     tz, country = lead_zone(loaded, lead_fields)
     if enrolled.tzinfo is None:
         enrolled = enrolled.replace(tzinfo=tz)
     try:
         timeline = plan(loaded, lead_fields, enrolled, cycles=cycles)
     except SpiraleError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     if output_format is OutputFormat.JSON:
         typer.echo(json.dumps(_as_json(loaded, timeline), ensure_ascii=False, indent=2))
     else:
         Console().print(_as_table(loaded, timeline, tz, country, show_cycles=cycles > 1))
-
-
-def _read_lead(path: Path) -> dict[str, Any]:
-    try:
-        fields = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read lead file {path}: {exc}")
-    except json.JSONDecodeError as exc:
-        _fail(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}")
-    if not isinstance(fields, dict):
-        _fail(f"{path}: expected a JSON object of lead fields (first_name, email, phone, timezone ...)")
-    return fields
-
-
-def _parse_start(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text.strip())
-    except ValueError:
-        _fail(
-            f"--start {text!r} is not an ISO 8601 instant (e.g. 2026-12-19T19:30 or 2026-12-19T19:30+01:00)"
-        )
-
-
-def _load(name_or_path: str) -> Sequence:
-    from sequences.loader import find_sequence, load_sequence
-
-    try:
-        path = find_sequence(name_or_path, get_settings().sequences_dir)
-    except SequenceError as exc:
-        _fail(str(exc))
-    try:
-        return load_sequence(path)
-    except SequenceError as exc:
-        for diagnostic in exc.diagnostics or [exc]:
-            typer.echo(str(diagnostic), err=True)
-        raise typer.Exit(1) from exc
 
 
 def _sample_lead() -> dict[str, Any]:
@@ -187,9 +150,3 @@ def _note(planned: PlannedStep) -> str:
     if planned.variant_ids:
         notes.append("A/B: " + ", ".join(planned.variant_ids))
     return "; ".join(notes)
-
-
-def _fail(message: str, *, code: int = USAGE_ERROR) -> NoReturn:
-    """Print a clear message on stderr and stop (no traceback)."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)

@@ -6,19 +6,17 @@ written, with the error in its place) or the sequence is invalid, 2 on a usage e
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spirale.errors import SequenceError, SpiraleError
+from spirale.commands.inputs import fail, load_sequence_argument, parse_start, read_lead
+from spirale.errors import SpiraleError
 from spirale.settings import PROJECT_ROOT, get_settings
 
 if TYPE_CHECKING:
     from sequences.preview import Preview
-    from sequences.schema import Sequence
 
 USAGE_ERROR = 2
 DEFAULT_OUT = PROJECT_ROOT / "var" / "preview"
@@ -51,9 +49,9 @@ def preview_command(
     from spirale.clock import utcnow
 
     settings = get_settings()
-    fields = _read_lead(lead) if lead is not None else None
-    loaded = _load(sequence)
-    enrolled = _parse_start(start) if start else utcnow()
+    fields = read_lead(lead) if lead is not None else None
+    loaded = load_sequence_argument(sequence)
+    enrolled = parse_start(start, "2026-12-07T09:00") if start else utcnow()
     if enrolled.tzinfo is None:
         enrolled = enrolled.replace(tzinfo=lead_zone(loaded, preview_lead(fields))[0])
     request = PreviewRequest(
@@ -68,9 +66,9 @@ def preview_command(
     try:
         preview = build_preview(request, renderer=renderer, out_dir=out or DEFAULT_OUT / loaded.name)
     except SpiraleError as exc:
-        _fail(str(exc), code=1)
+        fail(str(exc), code=1)
     except OSError as exc:
-        _fail(f"cannot write the preview: {exc}", code=1)
+        fail(f"cannot write the preview: {exc}", code=1)
     _report(preview)
 
 
@@ -85,44 +83,3 @@ def _report(preview: Preview) -> None:
     typer.echo(f"open {preview.index.resolve().as_uri()}")
     if preview.errors:
         raise typer.Exit(1)
-
-
-def _read_lead(path: Path) -> dict[str, Any]:
-    try:
-        fields = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read lead file {path}: {exc}")
-    except json.JSONDecodeError as exc:
-        _fail(f"{path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}")
-    if not isinstance(fields, dict):
-        _fail(f"{path}: expected a JSON object of lead fields (first_name, email, phone, timezone ...)")
-    return fields
-
-
-def _parse_start(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text.strip())
-    except ValueError:
-        _fail(
-            f"--start {text!r} is not an ISO 8601 instant (e.g. 2026-12-07T09:00 or 2026-12-07T09:00+01:00)"
-        )
-
-
-def _load(name_or_path: str) -> Sequence:
-    from sequences.loader import find_sequence, load_sequence
-
-    try:
-        path = find_sequence(name_or_path, get_settings().sequences_dir)
-    except SequenceError as exc:
-        _fail(str(exc))
-    try:
-        return load_sequence(path)
-    except SequenceError as exc:
-        for diagnostic in exc.diagnostics or [exc]:
-            typer.echo(str(diagnostic), err=True)
-        raise typer.Exit(1) from exc
-
-
-def _fail(message: str, *, code: int = USAGE_ERROR) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
