@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from sequences.planner import PlannedStep
     from sequences.schema import Sequence
 
-USAGE_ERROR = 2
-
 
 class OutputFormat(StrEnum):
     """How ``spirale plan`` prints the timeline."""

@@ -18,7 +18,6 @@ from spirale.settings import PROJECT_ROOT, get_settings
 if TYPE_CHECKING:
     from sequences.preview import Preview
 
-USAGE_ERROR = 2
 DEFAULT_OUT = PROJECT_ROOT / "var" / "preview"
 
 

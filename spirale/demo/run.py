@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -47,6 +48,9 @@ from spirale.demo.world import DemoWorld, SimulatedClock, living_in
 from spirale.dispatch import Dispatcher
 from spirale.errors import ConfigError, SequenceError
 from spirale.settings import Settings
+
+if TYPE_CHECKING:
+    from scoring.ab_report import Review
 
 #: The first simulated day: a Monday in January, so the quarter ends with the Easter holidays.
 FIRST_DAY = date(2027, 1, 4)
@@ -189,7 +193,7 @@ def _week_label(index: int, first: date, week: DayReport | None = None) -> str:
     )
 
 
-def _final_review(run: Run) -> object:
+def _final_review(run: Run) -> Review | None:
     """The A/B review of the reactivation campaign at the end of the last day (the real flow)."""
     end = midnight(run.first_day + timedelta(days=run.days))
     run.world.clock.now = end
@@ -197,7 +201,7 @@ def _final_review(run: Run) -> object:
     return next((r for r in reviews if r.stats.arms and sum(a.n for a in r.stats.arms)), None)
 
 
-def _results(run: Run, review: object, options: DemoOptions, prefect: PrefectApi) -> Results:
+def _results(run: Run, review: Review | None, options: DemoOptions, prefect: PrefectApi) -> Results:
     world = run.world
     extra = {"database_url": world.settings.database_url}
     if prefect.temporary:
