@@ -10,6 +10,8 @@ request was written is retryable.
 from __future__ import annotations
 
 import http.client
+import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +39,22 @@ from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
 from channels.base import BaseChannel, ChannelKind, EmailMessage, SendResult
 from channels.retry import RetryPolicy
 from spirale.errors import ChannelError, PermanentSendError, RetryableSendError, UnknownOutcomeError
+
+
+class _RedactAuthorization(logging.Filter):
+    """The SDK's HTTP client logs request headers, API key included, at DEBUG: mask the key."""
+
+    _bearer = re.compile(r"(Bearer\s+)[^'\"\s,}]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Bearer" in message:
+            record.msg, record.args = self._bearer.sub(r"\1***", message), None
+        return True
+
+
+logging.getLogger("python_http_client.client").addFilter(_RedactAuthorization())
+
 
 CHANNEL_NAME = "sendgrid"
 SENDGRID_API = "https://api.sendgrid.com"

@@ -16,7 +16,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SPIRALE_", env_file=".env", extra="ignore")
 
-    database_url: str = f"sqlite:///{PROJECT_ROOT / 'var' / 'spirale.db'}"
+    # Not in repr/str: a PostgreSQL URL may carry a password.
+    database_url: str = Field(default=f"sqlite:///{PROJECT_ROOT / 'var' / 'spirale.db'}", repr=False)
     sequences_dir: Path = PROJECT_ROOT / "sequences"
     outbox_dir: Path = PROJECT_ROOT / "var" / "outbox"
     secret_key: SecretStr = SecretStr("dev-only-secret-change-me")

@@ -112,8 +112,8 @@ def parse_events(body: bytes) -> ParsedBatch:
     """
     try:
         items = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise PayloadError(f"SendGrid body is not JSON: {exc}") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PayloadError(f"SendGrid body is not JSON: {type(exc).__name__}") from exc
     if not isinstance(items, list):
         raise PayloadError("SendGrid body is not a JSON array of events")
     batch = ParsedBatch()

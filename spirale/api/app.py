@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from channels.base import AnyChannel
@@ -73,6 +74,7 @@ def create_app(
         )
     _log_configuration(context)
     app = FastAPI(title="Spirale", version="1", docs_url="/docs", redoc_url=None)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     app.state.context = context
     for module in (forms, webhooks, unsubscribe, tasks, conversions):
         app.include_router(module.router)
@@ -107,3 +109,13 @@ def _log_configuration(context: ApiContext) -> None:
         logger.warning("SPIRALE_SENDGRID_WEBHOOK_PUBLIC_KEY is not set: SendGrid webhooks are refused (403)")
     if context.twilio is None:
         logger.warning("SPIRALE_TWILIO_AUTH_TOKEN is not set: Twilio webhooks are refused (403)")
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each faulty field, without echoing the submitted input (it may be any bytes,
+    which FastAPI's default handler fails to encode: a 500)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors
+    ]
+    return JSONResponse(status_code=422, content={"detail": detail})

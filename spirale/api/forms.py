@@ -99,7 +99,8 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
             return data
         if kind == "application/x-www-form-urlencoded":
             return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=100))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: absurdly deep JSON nesting, which json refuses that way.
         raise HTTPException(status_code=400, detail=f"malformed body: {type(exc).__name__}") from exc
     raise HTTPException(status_code=415, detail="send application/json or application/x-www-form-urlencoded")
 
