@@ -100,22 +100,21 @@ def _hex(value: uuid.UUID | None) -> str | None:
 
 def insert_rows(
     conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, ignore_duplicates: bool = False
-) -> None:
-    """INSERT many rows that all carry the same keys (``ON CONFLICT DO NOTHING`` if asked)."""
+) -> int:
+    """INSERT many rows that all carry the same keys (``ON CONFLICT DO NOTHING`` if asked); returns
+    how many rows were inserted, or -1 where the driver does not tell (psycopg's executemany)."""
     if not rows:
-        return
+        return 0
     if conn.dialect.name != "sqlite":
         if conn.dialect.name == "postgresql" and ignore_duplicates:
-            conn.execute(postgresql.insert(table).on_conflict_do_nothing(), list(rows))
-        else:
-            conn.execute(table.insert(), list(rows))
-        return
+            return conn.execute(postgresql.insert(table).on_conflict_do_nothing(), list(rows)).rowcount
+        return conn.execute(table.insert(), list(rows)).rowcount
     columns = list(rows[0].keys())
     verb = "INSERT OR IGNORE" if ignore_duplicates else "INSERT"
     sql = f"{verb} INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     convert = _Converter(table, columns)
     params: Any = [convert.row(row) for row in rows]
-    conn.exec_driver_sql(sql, params)
+    return conn.exec_driver_sql(sql, params).rowcount
 
 
 def update_rows(

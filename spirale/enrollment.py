@@ -45,11 +45,11 @@ def enroll_leads(
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         rows = _first_due_rows(conn, chunk, sequence, version, now)
-        before = _live_count(conn, chunk, sequence.name)
-        insert_ignoring_duplicates(conn, ENROLLMENTS, rows)
-        after = _live_count(conn, chunk, sequence.name)
-        enrolled += after - before
-        already += len(rows) - (after - before)
+        inserted = insert_ignoring_duplicates(conn, ENROLLMENTS, rows)
+        if inserted < 0:  # the driver does not count an executemany: count the live rows instead
+            inserted = len(rows) - _already_live(conn, chunk, sequence.name, rows)
+        enrolled += inserted
+        already += len(rows) - inserted
     return EnrollResult(enrolled=enrolled, already=already)
 
 
@@ -58,6 +58,9 @@ def _first_due_rows(
 ) -> list[dict[str, object]]:
     query = select(LEADS.c.id, LEADS.c.timezone, LEADS.c.country).where(LEADS.c.id.in_(lead_ids))
     zones: dict[tuple[str, str], tuple[ZoneInfo, str]] = {}
+    # Everyone is enrolled at the same ``now``: without jitter the first due time depends only on
+    # the lead's zone and country, so it is computed once per zone, not once per lead.
+    shared_due: dict[tuple[str, str], datetime] = {}
     rows: list[dict[str, object]] = []
     for lead_id, timezone, country in conn.execute(query):
         key = (timezone or "", country or "")
@@ -65,7 +68,11 @@ def _first_due_rows(
         if zone is None:
             zone = zones[key] = lead_zone(sequence, {"timezone": timezone or "", "country": country or ""})
         tz, lead_country = zone
-        due = next_due(sequence, 0, now, tz=tz, country=lead_country, lead_key=str(lead_id)).at
+        due = shared_due.get(key) if sequence.jitter is None else None
+        if due is None:
+            due = next_due(sequence, 0, now, tz=tz, country=lead_country, lead_key=str(lead_id)).at
+            if sequence.jitter is None:
+                shared_due[key] = due
         rows.append(
             {
                 "id": uuid.uuid4(),
@@ -87,10 +94,14 @@ def _first_due_rows(
     return rows
 
 
-def _live_count(conn: Connection, lead_ids: Sequence[uuid.UUID], sequence_name: str) -> int:
+def _already_live(
+    conn: Connection, lead_ids: Sequence[uuid.UUID], sequence_name: str, rows: list[dict[str, object]]
+) -> int:
+    """How many of ``rows`` were not inserted: their lead's live enrollment is another row."""
+    ours = {row["id"] for row in rows}
     query = select(ENROLLMENTS.c.id).where(
         ENROLLMENTS.c.lead_id.in_(lead_ids),
         ENROLLMENTS.c.sequence_name == sequence_name,
         ENROLLMENTS.c.state.in_((EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)),
     )
-    return len(conn.execute(query).all())
+    return sum(1 for enrollment_id in conn.execute(query).scalars() if enrollment_id not in ours)

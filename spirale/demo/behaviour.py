@@ -55,8 +55,8 @@ CONVERSION_BY_ARM = {
     ("whitepaper-nurture", "discount"): 0.05,
     ("whitepaper-nurture", "audit"): 0.09,
     ("whitepaper-nurture", "holdout"): 0.02,
-    ("reactivation-offer", "remise"): 0.07,
-    ("reactivation-offer", "audit-offert"): 0.035,
+    ("reactivation-offer", "remise"): 0.1,
+    ("reactivation-offer", "audit-offert"): 0.04,
     ("reactivation-offer", "holdout"): 0.01,
 }
 #: What a salesperson reports after a call, and after a LinkedIn InMail.

@@ -2,8 +2,8 @@
 
 The day runs the engine at the instants the deployments would (Paris time): the nightly scoring
 at 02:00 (decay and re-routing, owners told of new hot leads, finished sales cadences handed
-back), on Mondays the ``reactivation`` campaign at 06:00 and its ``ab-review`` at 07:00 (the real
-flows, as subflows), then two ticks during the day. A tick takes in the forms filled in since
+back), on Mondays the ``reactivation`` campaign at 06:00 and, every other week, its ``ab-review``
+at 07:00 (the real flows, as subflows), then two ticks during the day. A tick takes in the forms filled in since
 the last one, applies the events that came back and dispatches every due step with the
 ``dispatch`` flow's own tasks. Between the engine's runs the outside world acts
 (``spirale.demo.world``): people download, the market reacts, salespeople log their attempts.
@@ -87,7 +87,8 @@ def demo_day(day: date) -> DayReport:
     _score(world, night, report)
     if day.weekday() == 0:
         reactivation(ReactivationParams(now=local_instant(day, REACTIVATION)))
-        ab_review(ABReviewParams(now=local_instant(day, AB_REVIEW)))
+        if _review_due(world, day):
+            ab_review(ABReviewParams(now=local_instant(day, AB_REVIEW)))
     for index, moment in enumerate(TICKS):
         _tick(world, local_instant(day, moment), report, recover=index == 0)
     return report
@@ -150,6 +151,13 @@ def hand_back(now: datetime) -> int:
     world = current_world()
     with world.engine.begin() as conn:
         return hand_back_completed(conn, now=now, rules=world.rules, catalog=world.catalog)
+
+
+def _review_due(world: DemoWorld, day: date) -> bool:
+    """Every other Monday once offers have gone out (the deployment reviews daily; each review
+    here is a subflow run, and the run ends with a final one)."""
+    weeks = (day - world.first_day).days // 7
+    return weeks > 0 and weeks % 2 == 0
 
 
 def _score(world: DemoWorld, now: datetime, report: DayReport) -> None:

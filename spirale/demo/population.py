@@ -41,7 +41,7 @@ FORM_MIX = (
 OFF_TARGET = {"demande-rappel": 0.5}
 OFF_TARGET_DEFAULT = 0.9
 #: Share of the leads that are already in the CRM on day one (the rest download something).
-BASE_SHARE = 0.3
+BASE_SHARE = 0.35
 SECOND_DOWNLOAD = 0.15
 DECISION_MAKERS = ("Gérant", "Gérante", "Dirigeant", "Dirigeante", "PDG", "Fondateur", "Fondatrice")
 SALES_HEADS = (
@@ -97,7 +97,7 @@ def build_population(leads: int, *, start: datetime, days: int, seed: int, rules
     people = _People(seed, rules)
     base = round(leads * BASE_SHARE)
     population = Population()
-    population.customers = [people.customer(start, index) for index in range(base // 3)]
+    population.customers = [people.customer(start) for _ in range(base // 4)]
     population.dormant = [people.dormant(start) for _ in range(base - len(population.customers))]
     arrivals = _arrival_times(leads - base, start=start, days=days, rng=people.rng)
     for at in arrivals:
@@ -235,7 +235,7 @@ class _People:
         return pattern.replace("*", self.rng.choice(WILDCARDS))
 
     # -- the CRM base ----------------------------------------------------------------------------------
-    def customer(self, start: datetime, index: int) -> dict[str, str]:
+    def customer(self, start: datetime) -> dict[str, str]:
         """A customer (class A, B or C), or a former customer, as a row of a CRM import."""
         person = self._person()
         klass = self.rng.choices("ABC", weights=(15, 35, 50))[0]

@@ -151,6 +151,7 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console, *, cont
         clock=clock,
         market=Market(random.Random(seed)),
         downloads=deque(population.downloads),
+        first_day=first_day,
     )
     return Run(world, first_day, options.days)
 

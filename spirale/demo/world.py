@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Engine, Table, func, select
 
@@ -84,6 +84,7 @@ class DemoWorld:
     clock: SimulatedClock
     market: Market
     downloads: deque[Download]
+    first_day: date
     agenda: Agenda = field(default_factory=Agenda)
     totals: Totals = field(default_factory=Totals)
     _drawn: set[tuple[uuid.UUID, str]] = field(default_factory=set)

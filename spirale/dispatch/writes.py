@@ -26,9 +26,10 @@ class LeaseLostError(SpiraleError):
     """Another worker reclaimed part of this batch (our lease expired): nothing of it was written."""
 
 
-def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL (idempotent re-decisions)."""
-    insert_rows(conn, table, rows, ignore_duplicates=True)
+def insert_ignoring_duplicates(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL (idempotent re-decisions);
+    returns the rows inserted, or -1 where the driver does not tell."""
+    return insert_rows(conn, table, rows, ignore_duplicates=True)
 
 
 def flush_decisions(conn: Connection, writes: BatchWrites) -> None:

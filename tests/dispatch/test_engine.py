@@ -416,3 +416,19 @@ def test_a_promotion_sends_new_leads_to_the_winner_and_keeps_old_assignments(
     assert {lead: after[lead] for lead in early} == before
     late_arms = Counter(after[lead] for lead in late)
     assert set(late_arms) == {"discount", "holdout"} and 20 < late_arms["holdout"] < 85
+
+
+def test_enrolling_again_is_idempotent_and_counted(
+    engine: Engine, catalog: SequenceCatalog, make_leads: MakeLeads
+) -> None:
+    from spirale.enrollment import enroll_leads
+
+    leads = make_leads(40)
+    sequence, version = catalog.get("drip"), catalog.version("drip")
+    with engine.begin() as conn:
+        first = enroll_leads(conn, lead_ids=leads[:25], sequence=sequence, version=version, now=MONDAY_9H)
+        again = enroll_leads(conn, lead_ids=leads, sequence=sequence, version=version, now=MONDAY_9H)
+    assert (first.enrolled, first.already) == (25, 0)
+    assert (again.enrolled, again.already) == (15, 25)
+    with engine.connect() as conn:
+        assert len(conn.execute(select(ENROLLMENTS.c.id)).all()) == 40
