@@ -302,7 +302,8 @@ class OutboxMachine(RuleBasedStateMachine):
         settled: set[tuple[Any, ...]] = set()
         for row in rows.values():
             done = received[str(row["id"])] == 1 or row["state"] == "suppressed"
-            if done or row["error_code"] == REFUSED_FOR_GOOD:
+            # A retry whose enrollment exited meanwhile (a reply) is closed on purpose, not lost.
+            if done or row["error_code"] in (REFUSED_FOR_GOOD, "exited"):
                 settled.add(key(row))
         lost = {key(r) for r in rows.values()} - settled
         assert lost == set(), f"decided steps never sent: {lost}"
@@ -358,6 +359,7 @@ def test_the_outbox_never_sends_twice_never_after_an_opt_out_and_loses_nothing(e
             max_examples=20,
             stateful_step_count=40,
             deadline=None,
+            derandomize=True,  # the same cases on every run: CI is reproducible
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
         ),
     )
