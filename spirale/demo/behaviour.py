@@ -3,8 +3,8 @@
 Every message sent may bounce, be opened, clicked, replied to or end in an unsubscribe (an SMS:
 a reply or a STOP), each with its rate for the sequence and the A/B arm. The reactions happen
 later (minutes to days), so they wait on an :class:`Agenda` until the simulated clock reaches
-them, then arrive as provider events would. Deliveries are reported for the A/B test's messages
-only, where the review's funnel starts; the others would only lengthen the run. The A/B arms of
+them, then arrive as provider events would. Deliveries are reported for the first message of
+each A/B test only, where the review's funnel starts; the others would only lengthen the run. The A/B arms of
 an offer convert at their own true rate (the holdout too: some dormant customers come back
 without being asked), and salespeople's attempts end with the outcomes a sales team reports.
 """
@@ -126,10 +126,12 @@ class Agenda:
 
 
 class Market:
-    """Draws the market's answers from one seeded generator."""
+    """Draws the market's answers from one seeded generator. Deliveries are reported for the
+    messages of ``measured`` steps (sequence, step): the first step of each A/B test."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, measured: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.rng = rng
+        self.measured = measured
         self._orders = itertools.count(1)
 
     def reactions(self, messages: Sequence[SentMessage]) -> list[Pending]:
@@ -146,7 +148,8 @@ class Market:
     def _email(self, message: SentMessage, rates: Rates) -> list[NormalizedEvent]:
         if self.rng.random() < rates.bounce:
             return [self._event(message, EventType.BOUNCE, minutes=2, extra={"type": "bounce"})]
-        events = [self._event(message, EventType.DELIVERED, minutes=1)] if message.variant else []
+        measured = (message.sequence, message.step) in self.measured
+        events = [self._event(message, EventType.DELIVERED, minutes=1)] if measured else []
         if self.rng.random() >= rates.open:
             return events
         opened = self._later(message.sent_at, hours=self.rng.lognormvariate(1.0, 1.2))
@@ -165,7 +168,7 @@ class Market:
     def _sms(self, message: SentMessage, rates: Rates) -> list[NormalizedEvent]:
         status = {"MessageStatus": "delivered", "To": message.address}
         events = []
-        if message.variant:
+        if (message.sequence, message.step) in self.measured:
             events.append(
                 self._event(message, EventType.SMS_STATUS, minutes=1, extra=status, provider="twilio")
             )

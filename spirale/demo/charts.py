@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from html import escape
 from zoneinfo import ZoneInfo
@@ -118,28 +118,24 @@ def _nice(value: float) -> float:
 
 
 def spiral_chart(journey: Journey, *, size: int = 460) -> str:
-    """The lead's messages on a golden spiral from its first message: the distance from the
-    centre grows with the time since that message, and a quarter turn multiplies it by φ, so
-    gaps growing by the golden ratio fall about a quarter turn apart. Many touches close to the
-    centre, then wider and wider: the spirale d'or."""
+    """The lead's schedule as a golden spiral: each gap between two messages is a quarter turn,
+    drawn at its length, so gaps growing by the golden ratio lie on the golden spiral (dashed:
+    the ideal one, from the first gap), and a gap a send window stretched or shortened stands off
+    it. Many touches close to the centre, then wider and wider: the spirale d'or."""
     if not journey.touches:
         return _svg(size, size, "No message yet", [])
-    first = journey.touches[0].at
-    unit = _first_gap_hours(journey)
-    hours = [(t.at - first).total_seconds() / 3600 for t in journey.touches]
-    reach = max(hours) * 1.1 + unit
-    radius = (size / 2 - 26) / (1 + reach / unit)
-    centre = size / 2
-
-    def point(angle: float) -> tuple[float, float]:
-        r = radius * PHI ** (2 * angle / math.pi)
-        return centre + r * math.cos(angle), centre - r * math.sin(angle)
-
-    end = _angle(reach, unit)
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (point(end * i / 300) for i in range(301)))
-    body = [f'<polyline points="{path}" fill="none" stroke="#cbd2d9" stroke-width="2"/>']
-    for number, (touch, elapsed) in enumerate(zip(journey.touches, hours, strict=True), start=1):
-        x, y = point(_angle(elapsed, unit))
+    gaps = [max((b.at - a.at).total_seconds(), 60.0) for a, b in itertools.pairwise(journey.touches)]
+    first = gaps[0] if gaps else 1.0
+    ideal = [_polar(first * PHI ** (angle / (math.pi / 2) - 1), angle) for angle in _angles(len(gaps))]
+    dots = [(0.0, 0.0), *(_polar(gap, (k + 1) * math.pi / 2) for k, gap in enumerate(gaps))]
+    actual = _actual_path(gaps)
+    place, height = _fit([*ideal, *dots, *actual], size=size, margin=24)
+    body = [
+        _polyline(map(place, ideal), 'stroke="#9aa5b1" stroke-width="1.5" stroke-dasharray="6 4"'),
+        _polyline(map(place, actual), 'stroke="#7b93ab" stroke-width="2.5"'),
+    ]
+    for number, (touch, dot) in enumerate(zip(journey.touches, dots, strict=True), start=1):
+        x, y = place(dot)
         colour = COLOURS.get(touch.channel, "#52606d")
         local = touch.at.astimezone(PARIS)
         body.append(
@@ -148,19 +144,57 @@ def spiral_chart(journey: Journey, *, size: int = 460) -> str:
             f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" fill="#fff" '
             f'font-weight="bold">{number}</text>'
         )
-    body += _legend(("email", "sms"), x=10, y=size - 8)
-    return _svg(size, size, f"The golden-spiral schedule of {journey.lead}", body)
+    body += _legend(("email", "sms"), x=10, y=height + 44)
+    return _svg(size, height + 56, f"The golden-spiral schedule of {journey.lead}", body)
 
 
-def _angle(hours: float, unit: float) -> float:
-    """Where ``hours`` after the first message falls on the spiral (radius ∝ 1 + hours/unit)."""
-    return (math.pi / 2) * math.log(1 + hours / unit, PHI)
+Point = tuple[float, float]
 
 
-def _first_gap_hours(journey: Journey) -> float:
-    times = [t.at for t in journey.touches]
-    gaps = [(b - a).total_seconds() / 3600 for a, b in itertools.pairwise(times)]
-    return max(next((g for g in gaps if g > 0), 24.0), 1.0)
+def _polyline(points: Iterable[Point], style: str) -> str:
+    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    return f'<polyline points="{path}" fill="none" {style}/>'
+
+
+def _actual_path(gaps: Sequence[float]) -> list[Point]:
+    """The lead's own spiral: a line from the centre out to the first gap, then each quarter
+    turn growing (or shrinking) from one gap's length to the next."""
+    path = [(0.0, 0.0)]
+    if gaps:
+        path.append(_polar(gaps[0], math.pi / 2))
+    for index, (before, after) in enumerate(itertools.pairwise(gaps), start=1):
+        start = index * math.pi / 2
+        for step in range(1, 41):
+            share = step / 40
+            path.append(_polar(before * (after / before) ** share, start + share * math.pi / 2))
+    return path
+
+
+def _polar(radius: float, angle: float) -> Point:
+    return radius * math.cos(angle), -radius * math.sin(angle)
+
+
+def _angles(quarters: int) -> list[float]:
+    """Samples of the ideal spiral, from the first gap's quarter turn to the last one."""
+    if quarters < 1:
+        return []
+    steps = 40 * quarters
+    return [math.pi / 2 * (1 + (quarters - 1) * i / steps) for i in range(steps + 1)]
+
+
+def _fit(points: Sequence[Point], *, size: int, margin: int) -> tuple[Callable[[Point], Point], int]:
+    """Scale and move ``points`` into a ``size`` wide square, keeping proportions; returns the
+    placing function and the height the drawing takes."""
+    low_x, low_y = min(p[0] for p in points), min(p[1] for p in points)
+    width, height = max(p[0] for p in points) - low_x, max(p[1] for p in points) - low_y
+    room = size - 2 * margin
+    scale = room / (max(width, height) or 1.0)
+    left = margin + (room - scale * width) / 2
+
+    def place(point: Point) -> Point:
+        return left + scale * (point[0] - low_x), margin + scale * (point[1] - low_y)
+
+    return place, math.ceil(scale * height)
 
 
 def journey_rows(journey: Journey) -> list[dict[str, str]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scoring.ab_report import METRIC_NOUNS, rate_chart
-from spirale.demo.charts import funnel_chart, journey_rows, spiral_chart, timeline_chart
+from spirale.demo.charts import PARIS, funnel_chart, journey_rows, spiral_chart, timeline_chart
 from spirale.demo.results import Results
 from spirale.demo.summary import RULE_NAMES, STAGE_HELP
 
@@ -77,7 +77,7 @@ def _funnel(results: Results) -> list[str]:
         for k, n in results.off_target.most_common()
     ]
     return [
-        "<h2>The funnel</h2>",
+        '<h2 id="funnel">The funnel</h2>',
         "<p>People who downloaded something, stage by stage. About nine in ten downloaders are not "
         "real leads (competitors, students, consultants, foreigners, throw-away addresses): the "
         "intake screens them out before anyone calls them.</p>",
@@ -91,10 +91,12 @@ def _funnel(results: Results) -> list[str]:
 
 def _timeline(results: Results) -> list[str]:
     return [
-        "<h2>Sends per day by channel</h2>",
+        '<h2 id="sends">Sends per day by channel</h2>',
         "<p>Emails go out on weekdays during office hours, SMS from 08:00 to 20:00 Monday to Saturday "
         "(never on Sundays or public holidays); everything due outside its window waits for the next "
-        "allowed slot. The Monday peaks are the weekly reactivation campaign.</p>",
+        "allowed slot. The peaks are the waves of the reactivation campaign (the offer on a Monday, "
+        "its reminder five days later, then the last-call SMS): each Monday it selects whoever has "
+        "gone quiet, not contacted in the last two weeks.</p>",
         timeline_chart(results.sends_per_day, start=results.start, days=results.days),
     ]
 
@@ -102,13 +104,15 @@ def _timeline(results: Results) -> list[str]:
 def _spiral(results: Results) -> list[str]:
     journey = results.journey
     if journey is None:
-        return ["<h2>The golden spiral</h2>", "<p>No lead finished a nurture step yet.</p>"]
+        return ['<h2 id="spiral">The golden spiral</h2>', "<p>No lead finished a nurture step yet.</p>"]
     return [
-        "<h2>The golden spiral of one lead</h2>",
+        '<h2 id="spiral">The golden spiral of one lead</h2>',
         f"<p>{escape(journey.lead)} in <code>{escape(journey.sequence)}</code>, enrolled "
-        f"{journey.enrolled_at:%d %b %H:%M} UTC. Many touches at the start, then each gap grows by the "
-        "golden ratio (φ ≈ 1.618): on this spiral the distance from the centre is the time since "
-        "enrollment and a quarter turn multiplies it by φ.</p>",
+        f"{journey.enrolled_at.astimezone(PARIS):%a %d %b %H:%M} (Paris). Many touches at the start, "
+        "then each gap grows by the golden ratio (φ ≈ 1.618). Here each gap between two messages "
+        "is a quarter turn drawn at its length: on the dashed golden spiral each quarter turn is φ "
+        "times the previous one, and a gap that a send window or the frequency cap stretched "
+        "stands off it.</p>",
         '<div class="row">',
         spiral_chart(journey),
         table(journey_rows(journey)),
@@ -119,10 +123,10 @@ def _spiral(results: Results) -> list[str]:
 def _ab(results: Results) -> list[str]:
     review = results.review
     if review is None:
-        return ["<h2>A/B review</h2>", "<p>The reactivation campaign has not sent anything yet.</p>"]
+        return ['<h2 id="ab">A/B review</h2>', "<p>The reactivation campaign has not sent anything yet.</p>"]
     noun = METRIC_NOUNS[review.metric]
     return [
-        f"<h2>A/B review: {escape(review.experiment.name)}</h2>",
+        f'<h2 id="ab">A/B review: {escape(review.experiment.name)}</h2>',
         "<p>Two offers against a holdout that receives nothing, so the lift is measured against doing "
         f"nothing. {escape(review.headline())}.</p>",
         f'<p class="advice"><strong>Verdict:</strong> {escape(review.stats.recommendation)}</p>',
@@ -147,7 +151,7 @@ def _rules(results: Results) -> list[str]:
     ]
     outcomes = [{"sales attempt": k, "logged": f"{n:,}"} for k, n in results.outcomes.most_common()]
     return [
-        "<h2>Messages and the sending rules at work</h2>",
+        '<h2 id="rules">Messages and the sending rules at work</h2>',
         '<div class="row">',
         table(_aligned(messages)) if messages else "",
         table(deferred) if deferred else "<p>Nothing deferred.</p>",
@@ -166,7 +170,7 @@ def _outbox(results: Results, directory: Path) -> list[str]:
         for where, subject, file in results.samples
     ]
     return [
-        "<h2>The outbox</h2>",
+        '<h2 id="outbox">The outbox</h2>',
         f'<p>Every email is an <code>.eml</code> file in <a href="{escape(link)}/email/">'
         f"{escape(str(outbox / 'email'))}</a> (open one in any mail client); every SMS is a line of "
         f'<a href="{escape(link)}/sms.jsonl">sms.jsonl</a> with its encoding and segment count. '

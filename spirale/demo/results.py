@@ -87,6 +87,8 @@ class Results:
     notifications: int
     outbox_dir: Path
     samples: list[tuple[str, str, str]]  # the first email of each step: where, subject, file name
+    refused_calls: int = 0  # call attempts the legal limit refused
+    form_errors: Counter[str] = field(default_factory=Counter)  # forms the API answered 422, by field
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -2,7 +2,7 @@
 local outbox, a temporary Prefect server), with no credentials and nothing to start by hand.
 
 The run validates the library, builds the synthetic population, imports the CRM base, then plays
-the simulated days one ``demo-day`` flow run after another with a moving clock, shows a progress
+the simulated weeks one ``demo-week`` flow run after another with a moving clock, shows a progress
 bar per simulated week, runs the final A/B review, prints the summary and writes the report.
 """
 
@@ -22,13 +22,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from flows.ab_review import ab_review
 from flows.dispatch import dispatching_with
 from flows.params import ABReviewParams
+from scoring.experiments import experiments_in
 from scoring.rules import load_rules, scoring_path
 from scoring.team import load_team, team_path
 from sequences.catalog import SequenceCatalog
 from sequences.diagnostics import count_errors
+from sequences.loader import load_library
 from sequences.validate import validate_paths
 from spirale.demo.behaviour import Market
-from spirale.demo.day import DayReport, demo_day
+from spirale.demo.day import DayReport, demo_week
 from spirale.demo.orchestration import PrefectApi, database_url
 from spirale.demo.population import Population, build_population
 from spirale.demo.preparation import (
@@ -149,11 +151,20 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console, *, cont
         catalog=catalog,
         rules=rules,
         clock=clock,
-        market=Market(random.Random(seed)),
+        market=Market(random.Random(seed), measured=_experiment_steps(settings)),
         downloads=deque(population.downloads),
         first_day=first_day,
     )
     return Run(world, first_day, options.days)
+
+
+def _experiment_steps(settings: Settings) -> frozenset[tuple[str, str]]:
+    """The first step of every A/B test of the library (sequence, step)."""
+    return frozenset(
+        (experiment.sequence, experiment.step)
+        for sequence in load_library(settings.sequences_dir).values()
+        for experiment in experiments_in(sequence)
+    )
 
 
 def _dispatcher(world: DemoWorld) -> Dispatcher:
@@ -164,7 +175,7 @@ def _dispatcher(world: DemoWorld) -> Dispatcher:
 
 
 def _play(run: Run, console: Console) -> None:
-    """Every simulated day as one ``demo-day`` flow run, with a progress bar per week."""
+    """Every simulated week as one ``demo-week`` flow run, with its progress bar moving each day."""
     columns = (TextColumn("{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn())
     with (
         living_in(run.world),
@@ -175,10 +186,8 @@ def _play(run: Run, console: Console) -> None:
             length = min(7, run.days - week_start)
             first = run.first_day + timedelta(days=week_start)
             bar = progress.add_task(_week_label(week_start, first), total=length)
-            week = DayReport(first)
-            for offset in range(length):
-                week.merge(demo_day(first + timedelta(days=offset)))
-                progress.advance(bar)
+            run.world.on_day = lambda _day, bar=bar: progress.advance(bar)
+            week = demo_week(first, length)
             run.total.merge(week)
             progress.update(bar, description=_week_label(week_start, first, week))
 
@@ -219,5 +228,7 @@ def _results(run: Run, review: Review | None, options: DemoOptions, prefect: Pre
         blocked=world.totals.dispatch.suppressed,
         review=review,
         outbox_dir=world.settings.outbox_dir,
+        refused_calls=world.totals.refused_calls,
+        form_errors=world.totals.form_errors,
         extra=extra,
     )

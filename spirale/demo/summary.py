@@ -58,7 +58,10 @@ def funnel_table(results: Results) -> Table:
         table.add_row(stage, f"{count:,}", share, STAGE_HELP[stage])
         previous = count
     off = ", ".join(f"{RULE_NAMES.get(k, k)} {n:,}" for k, n in results.off_target.most_common())
-    table.caption = f"Off-target downloads screened out by the intake: {off or 'none'}"
+    refused = sum(results.form_errors.values())
+    table.caption = f"Off-target downloads screened out by the intake: {off or 'none'}" + (
+        f". Forms refused by the API (invalid field): {refused:,}" if refused else ""
+    )
     table.caption_justify = "left"
     return table
 
@@ -79,6 +82,8 @@ def messages_table(results: Results) -> Table:
         f"Owner alerts of hot leads: {results.notifications:,}. "
         f"Sales recorded: {results.conversions:,} ({results.revenue:,.0f} €)."
     )
+    if results.refused_calls:
+        table.caption += f" Calls refused by the legal limit (4 per 30 days): {results.refused_calls:,}."
     table.caption_justify = "left"
     return table
 

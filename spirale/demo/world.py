@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -69,13 +69,11 @@ class Totals:
     refused_calls: int = 0
     form_errors: Counter[str] = field(default_factory=Counter)
     disqualified: Counter[str] = field(default_factory=Counter)
-    events_stored: int = 0
-    conversions: int = 0
 
 
 @dataclass
 class DemoWorld:
-    """Shared by the run and its ``demo-day`` flow runs (one process)."""
+    """Shared by the run and its ``demo-week`` flow runs (one process)."""
 
     settings: Settings
     engine: Engine
@@ -87,6 +85,7 @@ class DemoWorld:
     first_day: date
     agenda: Agenda = field(default_factory=Agenda)
     totals: Totals = field(default_factory=Totals)
+    on_day: Callable[[date], object] | None = None
     _drawn: set[tuple[uuid.UUID, str]] = field(default_factory=set)
     _assignments_seen: datetime | None = None
 
@@ -113,6 +112,11 @@ class DemoWorld:
             start_intake=None,
             on_events=None,
         )
+
+    def day_done(self, day: date) -> None:
+        """Tell the run a simulated day is over (its progress bar)."""
+        if self.on_day is not None:
+            self.on_day(day)
 
     # -- people arriving --------------------------------------------------------------------------
     def receive_downloads(self, until: datetime) -> int:
@@ -155,8 +159,6 @@ class DemoWorld:
                     external_id=sale.order,
                     received_at=now,
                 )
-        self.totals.events_stored += stored
-        self.totals.conversions += len(sales)
         return stored
 
     def observe_sends(self, now: datetime) -> int:
@@ -235,7 +237,7 @@ _current: ContextVar[DemoWorld | None] = ContextVar("spirale_demo_world", defaul
 
 @contextmanager
 def living_in(world: DemoWorld) -> Iterator[DemoWorld]:
-    """Run the ``demo-day`` flows started in this context in ``world``."""
+    """Run the ``demo-week`` flows started in this context in ``world``."""
     token = _current.set(world)
     try:
         yield world
@@ -244,8 +246,8 @@ def living_in(world: DemoWorld) -> Iterator[DemoWorld]:
 
 
 def current_world() -> DemoWorld:
-    """The world of the running demo (``demo-day`` runs only inside ``spirale demo``)."""
+    """The world of the running demo (``demo-week`` runs only inside ``spirale demo``)."""
     world = _current.get()
     if world is None:
-        raise ConfigError("the demo-day flow runs inside `spirale demo`, which sets up its world")
+        raise ConfigError("the demo-week flow runs inside `spirale demo`, which sets up its world")
     return world
