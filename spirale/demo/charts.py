@@ -64,26 +64,44 @@ def timeline_chart(per_day: dict[date, Counter[str]], *, start: date, days: int,
     body = _y_axis(left, top, height, width, scale_max)
     for index in range(days):
         day = start + timedelta(days=index)
-        counts = per_day.get(day, Counter())
-        y = float(top + height)
-        for name in series:
-            value = counts.get(name, 0)
-            if not value:
-                continue
-            h = height * value / scale_max
-            y -= h
-            body.append(
-                f'<rect x="{left + index * step + 1:.1f}" y="{y:.1f}" width="{max(step - 2, 1):.1f}" '
-                f'height="{h:.1f}" fill="{COLOURS[name]}">'
-                f"<title>{day:%a %d %b}: {value:,} {name}</title></rect>"
-            )
+        x = left + index * step
+        body += _stacked_bar(
+            per_day.get(day, Counter()),
+            series,
+            day,
+            x=x,
+            width=step,
+            bottom=top + height,
+            scale=height / scale_max,
+        )
         if day.weekday() == 0:
-            body.append(
-                f'<text x="{left + index * step:.1f}" y="{top + height + 16}" fill="#52606d">'
-                f"{day:%d %b}</text>"
-            )
+            body.append(f'<text x="{x:.1f}" y="{top + height + 16}" fill="#52606d">{day:%d %b}</text>')
     body += _legend(series, x=left, y=top - 14)
     return _svg(width, top + height + bottom, "Sends per day by channel", body)
+
+
+def _stacked_bar(
+    counts: Counter[str],
+    series: Sequence[str],
+    day: date,
+    *,
+    x: float,
+    width: float,
+    bottom: int,
+    scale: float,
+) -> list[str]:
+    """One day's bar: a segment per series, stacked from the bottom."""
+    y, bars = float(bottom), []
+    for name in series:
+        value = counts.get(name, 0)
+        if value:
+            h = scale * value
+            y -= h
+            bars.append(
+                f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{max(width - 2, 1):.1f}" height="{h:.1f}" '
+                f'fill="{COLOURS[name]}"><title>{day:%a %d %b}: {value:,} {name}</title></rect>'
+            )
+    return bars
 
 
 def _y_axis(left: int, top: int, height: int, width: int, scale_max: float) -> list[str]:

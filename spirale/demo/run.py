@@ -12,18 +12,19 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from sqlalchemy import Engine
 
 from flows.ab_review import ab_review
 from flows.dispatch import dispatching_with
 from flows.params import ABReviewParams
 from scoring.experiments import experiments_in
-from scoring.rules import load_rules, scoring_path
+from scoring.rules import ScoringRules, load_rules, scoring_path
 from scoring.team import load_team, team_path
 from sequences.catalog import SequenceCatalog
 from sequences.diagnostics import count_errors
@@ -120,42 +121,47 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console, *, cont
     settings = demo_settings(settings, options.folder)
     engine = open_database(settings)
     first_day = resume_day(engine, FIRST_DAY) if continued else FIRST_DAY
-    start = midnight(first_day)
     rules = load_rules(scoring_path(settings.sequences_dir))
     catalog = SequenceCatalog.open(settings.sequences_dir)
     # A continued run gets new people (another seed) arriving over its own days.
     seed = options.seed + (first_day - FIRST_DAY).days
+    start = midnight(first_day)
     population = build_population(options.leads, start=start, days=options.days, seed=seed, rules=rules)
     if continued:
         population = Population(downloads=population.downloads)
     else:
-        imported = import_base(
-            engine,
-            population,
-            now=start,
-            rules=rules,
-            catalog=catalog,
-            team=load_team(team_path(settings.sequences_dir)),
-        )
-        if not imported.written:
-            raise ConfigError(f"the demo's CRM import was refused: {imported.rejected[:3]}")
+        _import_crm(engine, population, settings, now=start, rules=rules, catalog=catalog)
     console.print(
         f"[bold]population[/] {len(population.downloads):,} form downloads to come over {options.days} "
         f"days, {len(population.customers):,} customers and {len(population.dormant):,} dormant "
         "prospects in the CRM" + (f" (continuing {settings.database_url})" if continued else "")
     )
-    clock = SimulatedClock(start)
     world = DemoWorld(
         settings=settings,
         engine=engine,
         catalog=catalog,
         rules=rules,
-        clock=clock,
+        clock=SimulatedClock(start),
         market=Market(random.Random(seed), measured=_experiment_steps(settings)),
         downloads=deque(population.downloads),
         first_day=first_day,
     )
     return Run(world, first_day, options.days)
+
+
+def _import_crm(
+    engine: Engine,
+    population: Population,
+    settings: Settings,
+    *,
+    now: datetime,
+    rules: ScoringRules,
+    catalog: SequenceCatalog,
+) -> None:
+    team = load_team(team_path(settings.sequences_dir))
+    imported = import_base(engine, population, now=now, rules=rules, catalog=catalog, team=team)
+    if not imported.written:
+        raise ConfigError(f"the demo's CRM import was refused: {imported.rejected[:3]}")
 
 
 def _experiment_steps(settings: Settings) -> frozenset[tuple[str, str]]:
@@ -215,9 +221,7 @@ def _results(run: Run, review: Review | None, options: DemoOptions, prefect: Pre
     world = run.world
     extra = {"database_url": world.settings.database_url}
     if prefect.temporary:
-        extra["prefect_command"] = (
-            f"PREFECT_SERVER_DATABASE_CONNECTION_URL={database_url(options.folder)} spirale server"
-        )
+        extra["prefect_database"] = database_url(options.folder)
     return read_results(
         world.engine,
         start=run.first_day,

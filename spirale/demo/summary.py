@@ -3,6 +3,8 @@ product from one screen, and where to look next."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -123,20 +125,37 @@ def _verdict(results: Results) -> Panel:
 
 def _next(results: Results, report: Path) -> Panel:
     outbox = results.outbox_dir
+    spirale = spirale_command()
+    after = results.start + timedelta(days=results.days)
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     grid.add_row("report", f"{report / 'index.html'} (open it in a browser; it works offline)")
     grid.add_row("outbox", f"{outbox / 'email'}/*.eml (any mail client) and {outbox / 'sms.jsonl'}")
-    grid.add_row("preview", "spirale preview whitepaper-nurture --out var/preview/whitepaper-nurture")
+    grid.add_row("preview", f"{spirale} preview whitepaper-nurture --out var/preview/whitepaper-nurture")
     grid.add_row(
         "plan",
-        f"SPIRALE_DATABASE_URL={results.extra.get('database_url')} spirale plan export --out var/plan.xlsx",
+        f"SPIRALE_DATABASE_URL={results.extra.get('database_url')} {spirale} plan export "
+        f"--start {after.isoformat()} --out var/plan.xlsx",
     )
     grid.add_row(
-        "go live", "spirale serve: the API and every flow on its schedule (Prefect UI: spirale server)"
+        "go live", f"{spirale} serve: the API and every flow on its schedule (Prefect UI: {spirale} server)"
     )
-    prefect = results.extra.get("prefect_command")
+    prefect = results.extra.get("prefect_database")
     if prefect:
-        grid.add_row("flow runs", f"{prefect}, then http://127.0.0.1:4200")
+        grid.add_row(
+            "flow runs",
+            f"PREFECT_SERVER_DATABASE_CONNECTION_URL={prefect} {spirale} server, then http://127.0.0.1:4200",
+        )
     return Panel(grid, title="Where to look next", title_align="left")
+
+
+def spirale_command() -> str:
+    """How to call ``spirale`` from here: the virtualenv's script when it is not on the PATH."""
+    script = Path(sys.executable).parent / "spirale"
+    if not script.exists() or shutil.which("spirale") == str(script):
+        return "spirale"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
