@@ -70,6 +70,8 @@ ENDINGS: dict[Outcome, tuple[str, str | None]] = {
     Outcome.MEETING: ("meeting booked", EventType.MEETING_BOOKED.value),
     Outcome.NOT_INTERESTED: (NOT_INTERESTED_EXIT, None),
 }
+#: The prospecting cadence when no rules are given (``routing.hot`` of scoring.yaml).
+DEFAULT_CADENCE = "sales-cadence"
 
 
 class TaskError(SpiraleError):
@@ -127,7 +129,10 @@ def record_outcome(
     )
     _record_events(conn, task, chosen, now, actor)
     ending = ENDINGS.get(chosen)
-    if ending is None or task.enrollment_id is None:
+    # Only the prospecting cadence ends on a reached / meeting / not-interested outcome: a
+    # customer's monthly call that reached them must not end their contact policy.
+    cadence = rules.routing.hot if rules is not None else DEFAULT_CADENCE
+    if ending is None or task.enrollment_id is None or task.sequence_name != cadence:
         return OutcomeResult(task.id, task.lead_id, chosen)
     exit_enrollments(conn, exits=[(task.enrollment_id, ending[0])], now=now)
     return OutcomeResult(task.id, task.lead_id, chosen, cadence_ended=True, exit_reason=ending[0])

@@ -273,3 +273,49 @@ def test_the_first_call_is_due_in_the_legal_calling_hours(
         task = conn.execute(select(TASKS).where(TASKS.c.id == task_id)).mappings().one()
     assert task["created_at"] == turned_hot  # on the list the moment the lead turns hot
     assert task["due_at"].astimezone(PARIS) == due
+
+
+def test_reaching_a_customer_keeps_their_contact_policy(
+    engine: Engine, rules: ScoringRules, catalog: SequenceCatalog, make_lead: MakeLead
+) -> None:
+    from spirale.enrollment import enroll_leads
+
+    lead_id = make_lead(status="customer", customer_class="A")
+    with engine.begin() as conn:
+        enroll_leads(
+            conn,
+            lead_ids=[lead_id],
+            sequence=catalog.get("customer-care"),
+            version=catalog.version("customer-care"),
+            now=MONDAY_10H,
+        )
+        enrollment_id = conn.execute(
+            select(ENROLLMENTS.c.id).where(ENROLLMENTS.c.lead_id == lead_id)
+        ).scalar_one()
+        task_id = uuid.uuid4()
+        conn.execute(
+            TASKS.insert(),
+            [
+                {
+                    "id": task_id,
+                    "lead_id": lead_id,
+                    "enrollment_id": enrollment_id,
+                    "sequence_name": "customer-care",
+                    "step_id": "monthly-call",
+                    "cycle": 0,
+                    "kind": "call",
+                    "owner": "alice",
+                    "note": "",
+                    "state": "open",
+                    "due_at": MONDAY_10H,
+                    "created_at": MONDAY_10H,
+                }
+            ],
+        )
+    with engine.begin() as conn:
+        result = record_outcome(
+            conn, task_id=task_id, outcome="reached", now=MONDAY_10H, actor="alice", rules=rules
+        )
+    assert not result.cadence_ended
+    with engine.connect() as conn:
+        assert live_sequences(conn, lead_id) == ["customer-care"]
