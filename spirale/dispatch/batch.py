@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from channels.base import EmailMessage, SmsMessage
+from models.claims import ClaimedEnrollment
 from models.tables import EnrollmentState, OutboxState
 
 
@@ -60,6 +61,25 @@ class BatchWrites:
                 "last_step_at": last_step_at,
                 "exit_reason": exit_reason,
             }
+        )
+
+    def hold(
+        self,
+        row: ClaimedEnrollment,
+        *,
+        next_due_at: datetime | None,
+        state: EnrollmentState = EnrollmentState.ACTIVE,
+        exit_reason: str | None = None,
+    ) -> None:
+        """Keep a claimed enrollment on its current step: due again later, or ended or paused."""
+        self.advance(
+            row.id,
+            step_index=row.step_index,
+            cycle=row.cycle,
+            next_due_at=next_due_at,
+            last_step_at=row.last_step_at,
+            state=state,
+            exit_reason=exit_reason,
         )
 
     def outbox_row(self, *, state: OutboxState, **values: Any) -> uuid.UUID:

@@ -120,15 +120,7 @@ class StepDecider:
 
     def _exit(self, row: ClaimedEnrollment, reason: str) -> None:
         self.report.exited[reason] += 1
-        self.writes.advance(
-            row.id,
-            step_index=row.step_index,
-            cycle=row.cycle,
-            next_due_at=None,
-            last_step_at=row.last_step_at,
-            state=EnrollmentState.EXITED,
-            exit_reason=reason,
-        )
+        self.writes.hold(row, next_due_at=None, state=EnrollmentState.EXITED, exit_reason=reason)
 
     def _finish(self, row: ClaimedEnrollment, sequence: Sequence, lead: Mapping[str, Any]) -> None:
         """Past the last step: start the next cycle of a recurring policy, or complete."""
@@ -143,14 +135,7 @@ class StepDecider:
             )
             return
         self.report.completed += 1
-        self.writes.advance(
-            row.id,
-            step_index=row.step_index,
-            cycle=row.cycle,
-            next_due_at=None,
-            last_step_at=row.last_step_at,
-            state=EnrollmentState.COMPLETED,
-        )
+        self.writes.hold(row, next_due_at=None, state=EnrollmentState.COMPLETED)
 
     def _advance(
         self,
@@ -188,13 +173,7 @@ class StepDecider:
     # -- deferrals --------------------------------------------------------------------------
     def _defer(self, row: ClaimedEnrollment, until: datetime, reason: str) -> None:
         self.report.deferred[reason] += 1
-        self.writes.advance(
-            row.id,
-            step_index=row.step_index,
-            cycle=row.cycle,
-            next_due_at=until,
-            last_step_at=row.last_step_at,
-        )
+        self.writes.hold(row, next_due_at=until)
 
     def _in_window(
         self, row: ClaimedEnrollment, sequence: Sequence, step: Step, lead: Mapping[str, Any]
@@ -324,12 +303,9 @@ class StepDecider:
                 error_code="render",
                 error_message=str(exc)[:500],
             )
-            self.writes.advance(
-                row.id,
-                step_index=row.step_index,
-                cycle=row.cycle,
+            self.writes.hold(
+                row,
                 next_due_at=None,
-                last_step_at=row.last_step_at,
                 state=EnrollmentState.PAUSED,
                 exit_reason=f"render error in step {step.id}",
             )

@@ -132,12 +132,9 @@ class Dispatcher:
             except SequenceError as exc:
                 # Paused, not dropped: the operator fixes the file and resumes the enrollments.
                 report.exited["sequence unavailable"] += 1
-                writes.advance(
-                    row.id,
-                    step_index=row.step_index,
-                    cycle=row.cycle,
+                writes.hold(
+                    row,
                     next_due_at=row.next_due_at,
-                    last_step_at=row.last_step_at,
                     state=EnrollmentState.PAUSED,
                     exit_reason=f"sequence unavailable: {exc}"[:500],
                 )
