@@ -100,6 +100,11 @@ class NullChannel:
         ]
 
 
+def null_channels(settings: object) -> dict[str, NullChannel]:
+    """The channel factory of dispatcher processes in a benchmark (pickled by name)."""
+    return {"email": NullChannel(ChannelKind.EMAIL), "sms": NullChannel(ChannelKind.SMS)}
+
+
 def timed(fn: Callable[[], int]) -> tuple[int, float]:
     """Run ``fn`` (which returns how many items it processed); return (items, seconds)."""
     start = time.perf_counter()
@@ -114,6 +119,11 @@ def median(values: Sequence[float]) -> float:
 def peak_memory_mb() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_child_memory_mb() -> float:
+    """Peak resident memory of the largest child process waited for so far (KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def emit(as_json: bool, result: dict[str, Any], lines: Sequence[str]) -> None:

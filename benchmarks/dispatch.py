@@ -5,8 +5,11 @@ Monday morning. Measured side by side in one run:
 
 - **baseline**: the raw-SQL claim + advance loop (``UPDATE ... RETURNING`` 1,000 rows, then one
   batched advance) over the same rows: the machine's limit for the database work alone;
-- **value**: the real dispatch path (claim -> send-time checks -> render -> outbox rows ->
-  ``sending`` -> in-process null provider -> record -> advance) over the same rows, reset.
+- **one process**: the real dispatch path (claim -> send-time checks -> render -> outbox rows ->
+  ``sending`` -> in-process null provider -> record -> advance) over the same rows, reset;
+- **value**: the same tick run by ``--processes`` dispatcher processes (default: one per core), each
+  claiming its own shard, as ``spirale dispatch --processes N`` runs it (``spirale.dispatch.parallel``),
+  over the same rows, reset. Process start-up is inside the measured time.
 """
 
 from __future__ import annotations
@@ -17,13 +20,23 @@ from pathlib import Path
 
 from sqlalchemy import Engine, bindparam, text, update
 
-from benchmarks.common import NullChannel, emit, fresh_sqlite, insert_leads, peak_memory_mb, timed
+from benchmarks.common import (
+    NullChannel,
+    emit,
+    fresh_sqlite,
+    insert_leads,
+    null_channels,
+    peak_child_memory_mb,
+    peak_memory_mb,
+    timed,
+)
 from channels.base import ChannelKind
 from models.claims import claim_due
 from models.db import make_engine, upgrade
 from models.tables import Enrollment
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch import Dispatcher
+from spirale.dispatch.parallel import default_processes, dispatch_in_processes
 from spirale.enrollment import enroll_leads
 from spirale.settings import Settings
 
@@ -87,6 +100,12 @@ def main() -> None:
         "--naive", type=int, default=500, help="messages for the naive one-task-per-message flow"
     )
     parser.add_argument("--workers", help="dispatcher processes, e.g. 2,4,8 (with --db for PostgreSQL)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=default_processes(),
+        help="dispatcher processes of the measured tick (default: one per core)",
+    )
     args = parser.parse_args()
     if args.via_prefect:
         from benchmarks.prefect_dispatch import main_via_prefect
@@ -113,21 +132,32 @@ def main() -> None:
 
     raw_n, raw_s = timed(lambda: raw_claim_advance(engine))
     reset(engine)
-    settings = Settings(sequences_dir=SEQUENCES, dispatch_batch_size=args.batch, secret_key="bench")  # type: ignore[arg-type]
+    url = engine.url.render_as_string(hide_password=False)
+    settings = Settings(  # type: ignore[call-arg]
+        database_url=url, sequences_dir=SEQUENCES, dispatch_batch_size=args.batch, secret_key="bench"
+    )
     channels = {"email": NullChannel(ChannelKind.EMAIL), "sms": NullChannel(ChannelKind.SMS)}
     dispatcher = Dispatcher(engine=engine, catalog=catalog, channels=channels, settings=settings)
-    report_holder = []
+    reports = []
 
-    def real() -> int:
+    def one_process() -> int:
         report = dispatcher.dispatch_due(now=NOW)
-        report_holder.append(report)
+        reports.append(report)
         return report.total_sent
 
-    sent, real_s = timed(real)
-    report = report_holder[0]
-    assert sent == args.leads, f"sent {sent} of {args.leads}: {report.summary()}"
-    value, base = sent / real_s, raw_n / raw_s
-    memory = peak_memory_mb()
+    def several_processes() -> int:
+        report = dispatch_in_processes(settings, now=NOW, processes=args.processes, channels=null_channels)
+        reports.append(report)
+        return report.total_sent
+
+    single_n, single_s = timed(one_process)
+    reset(engine)
+    sent, real_s = timed(several_processes)
+    for report, count in zip(reports, (single_n, sent), strict=True):
+        assert count == args.leads, f"sent {count} of {args.leads}: {report.summary()}"
+    report = reports[-1]
+    value, base, single = sent / real_s, raw_n / raw_s, single_n / single_s
+    memory = max(peak_memory_mb(), peak_child_memory_mb())
     emit(
         args.json,
         {
@@ -139,13 +169,19 @@ def main() -> None:
             "ratio": round(value / base, 3),
             "target": TARGET,
             "leads": args.leads,
+            "processes": args.processes,
+            "one_process": round(single),
+            "one_process_ratio": round(single / base, 3),
             "peak_memory_mb": round(memory),
             "sent": dict(report.sent),
         },
         [
-            f"dispatch: {sent:,} due steps in {real_s:.1f} s = {value:,.0f} steps/s (target {TARGET:,})",
+            f"dispatch, {args.processes} processes: {sent:,} due steps in {real_s:.1f} s = "
+            f"{value:,.0f} steps/s (target {TARGET:,})",
+            f"dispatch, one process (same run): {single_n:,} in {single_s:.1f} s = {single:,.0f} steps/s",
             f"baseline raw claim+advance (same run): {raw_n:,} rows in {raw_s:.1f} s = {base:,.0f} rows/s",
-            f"ratio dispatch/baseline: {value / base:.2f}; peak memory {memory:.0f} MB",
+            f"ratio dispatch/baseline: {value / base:.2f} ({args.processes} processes), "
+            f"{single / base:.2f} (one); peak memory per process {memory:.0f} MB",
             f"report: {report.summary()}",
         ],
     )

@@ -5,6 +5,11 @@ a crashed tick left half-way, then claims and processes due steps in tasks of up
 ``steps_per_task`` steps each, never one task per message: a Prefect task run costs milliseconds,
 a step a few tens of microseconds. The report of the tick is published as the ``dispatch-summary``
 table artifact; a long tick also shows a ``dispatch-progress`` progress artifact.
+
+With ``shards > 1`` a run claims only the due steps of its shard (``models/claims.py``), so several
+deployments, one per shard, can tick at once on several workers; their artifacts get the shard in
+their key (``dispatch-summary-shard-1of2``) and their runs in their name
+(``dispatch-2026-12-04T09:00-shard-1of2``). Recovery stays unsharded: it is safe to run concurrently.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import func, select
 
-from flows.params import DispatchParams, load_settings, run_namer
+from flows.params import DispatchParams, load_settings, run_namer, shard_suffix
+from models.claims import Shard, in_shard
 from models.db import read_only_connection
 from models.tables import Enrollment, EnrollmentState
 from spirale import runtime
@@ -51,9 +57,19 @@ def dispatching_with(dispatcher: Dispatcher) -> Iterator[Dispatcher]:
         _injected.reset(token)
 
 
-def tick_dispatcher(settings: Settings) -> Dispatcher:
-    """The dispatcher a task works with: the injected one, else one wired from ``settings``."""
-    return _injected.get() or runtime.dispatcher(settings)
+def tick_dispatcher(settings: Settings, shard: Shard | None = None) -> Dispatcher:
+    """The dispatcher a task works with: the injected one, else one wired from ``settings`` that
+    claims the enrollments of ``shard`` (all of them without one)."""
+    return _injected.get() or runtime.dispatcher(settings, shard=shard)
+
+
+def artifact_key(key: str, shard: Shard | None) -> str:
+    """``key`` itself, or ``key-shard-1of2`` for a sharded run."""
+    return f"{key}-shard-{shard.label}" if shard is not None else key
+
+
+def _of_shard(shard: Shard | None) -> str:
+    return f" (shard {shard.index} of {shard.count})" if shard is not None else ""
 
 
 @task(
@@ -73,9 +89,12 @@ def recover_unfinished(settings: Settings, now: datetime) -> DispatchReport:
     retries=SAFE_RETRIES,
     retry_delay_seconds=RETRY_DELAYS,
 )
-def dispatch_batches(settings: Settings, now: datetime, max_steps: int, part: int) -> DispatchReport:
-    """Claim and process due steps batch after batch until ``max_steps`` or nothing is due."""
-    dispatcher = tick_dispatcher(settings)
+def dispatch_batches(
+    settings: Settings, now: datetime, max_steps: int, part: int, shard: Shard | None = None
+) -> DispatchReport:
+    """Claim and process due steps (of ``shard``) batch after batch until ``max_steps`` or nothing
+    is due."""
+    dispatcher = tick_dispatcher(settings, shard)
     report = DispatchReport()
     while report.claimed < max_steps:
         claimed = dispatcher.claim(now)
@@ -88,8 +107,9 @@ def dispatch_batches(settings: Settings, now: datetime, max_steps: int, part: in
 
 
 @task(name="count-due", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def count_due(settings: Settings, now: datetime) -> int:
-    """How many enrollments are still due at ``now`` (sizes the progress of a long tick)."""
+def count_due(settings: Settings, now: datetime, shard: Shard | None = None) -> int:
+    """How many enrollments (of ``shard``) are still due at ``now`` (sizes the progress of a long
+    tick)."""
     table = Enrollment.__table__  # type: ignore[attr-defined]
     query = select(func.count()).where(
         table.c.state == EnrollmentState.ACTIVE.value, table.c.next_due_at <= now
@@ -97,22 +117,26 @@ def count_due(settings: Settings, now: datetime) -> int:
     injected = _injected.get()
     engine = injected.engine if injected is not None else runtime.database(settings)
     with read_only_connection(engine) as conn:
+        if shard is not None:
+            query = query.where(in_shard(conn, shard))
         return int(conn.execute(query).scalar_one())
 
 
 class TickProgress:
     """The progress artifact of a long tick, created once the first task shows more is due."""
 
-    def __init__(self, settings: Settings, now: datetime) -> None:
-        self.settings, self.now = settings, now
+    def __init__(self, settings: Settings, now: datetime, shard: Shard | None = None) -> None:
+        self.settings, self.now, self.shard = settings, now, shard
         self.artifact: UUID | None = None
         self.total = 0
 
     def advance(self, done: int) -> None:
         if self.artifact is None:
-            self.total = done + count_due(self.settings, self.now)
+            self.total = done + count_due(self.settings, self.now, self.shard)
             created = create_progress_artifact(
-                self._percent(done), key=PROGRESS_KEY, description=self._describe(done)
+                self._percent(done),
+                key=artifact_key(PROGRESS_KEY, self.shard),
+                description=self._describe(done),
             )
             self.artifact = cast(UUID, created)
         else:
@@ -126,27 +150,29 @@ class TickProgress:
         return min(100.0, 100.0 * done / self.total) if self.total else 100.0
 
     def _describe(self, done: int) -> str:
-        return f"{done:,} of about {self.total:,} due steps claimed at {self.now:%Y-%m-%d %H:%M} UTC"
+        claimed = f"{done:,} of about {self.total:,} due steps claimed at {self.now:%Y-%m-%d %H:%M} UTC"
+        return claimed + _of_shard(self.shard)
 
 
-def publish_summary(report: DispatchReport, now: datetime) -> None:
-    """The tick's counters as the ``dispatch-summary`` table artifact."""
+def publish_summary(report: DispatchReport, now: datetime, shard: Shard | None = None) -> None:
+    """The tick's counters as the ``dispatch-summary`` table artifact (``-shard-1of2`` when sharded)."""
     create_table_artifact(
-        key=SUMMARY_KEY,
+        key=artifact_key(SUMMARY_KEY, shard),
         table=report.rows(),
-        description=f"Dispatch tick at {now:%Y-%m-%d %H:%M} UTC: {report.summary()}",
+        description=f"Dispatch tick at {now:%Y-%m-%d %H:%M} UTC{_of_shard(shard)}: {report.summary()}",
     )
 
 
-@flow(name="dispatch", flow_run_name=run_namer("dispatch"), log_prints=False)
+@flow(name="dispatch", flow_run_name=run_namer("dispatch", suffix=shard_suffix), log_prints=False)
 def dispatch(params: DispatchParams | None = None) -> DispatchReport:
-    """One tick: recover, send every due step in batch tasks, publish the report."""
+    """One tick: recover, send every due step (of the run's shard) in batch tasks, publish the report."""
     params = params or DispatchParams()
     now, settings, logger = params.instant(), load_settings(), get_run_logger()
+    shard = params.claim_shard()
     report = recover_unfinished(settings, now)
-    progress = TickProgress(settings, now)
+    progress = TickProgress(settings, now, shard)
     for part in range(1, params.max_tasks + 1):
-        done = dispatch_batches(settings, now, params.steps_per_task, part)
+        done = dispatch_batches(settings, now, params.steps_per_task, part, shard)
         report.merge(done)
         if done.claimed < params.steps_per_task:
             break
@@ -155,6 +181,6 @@ def dispatch(params: DispatchParams | None = None) -> DispatchReport:
             break
         progress.advance(report.claimed)
     progress.finish(report.claimed)
-    publish_summary(report, now)
-    logger.info("dispatch at %s: %s", now.isoformat(timespec="minutes"), report.summary())
+    publish_summary(report, now, shard)
+    logger.info("dispatch at %s%s: %s", now.isoformat(timespec="minutes"), _of_shard(shard), report.summary())
     return report

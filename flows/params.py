@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from models.claims import MAX_SHARDS, Shard
 from spirale.clock import utcnow
 from spirale.settings import Settings
 
@@ -42,6 +43,33 @@ class DispatchParams(TickParams):
         default=20_000, ge=1, le=1_000_000, description="due steps one task handles (in batches)"
     )
     max_tasks: int = Field(default=50, ge=1, le=1_000, description="stop the tick after this many tasks")
+    shard: int | None = Field(
+        default=None, ge=0, description="the shard this run claims, 0 to shards - 1 (with shards > 1)"
+    )
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_SHARDS,
+        description="split due steps among this many deployments by enrollment id; 1 = no split",
+    )
+
+    @model_validator(mode="after")
+    def _check_shard(self) -> DispatchParams:
+        if self.shards > 1 and self.shard is None:
+            raise ValueError(f"shards={self.shards} needs a shard index between 0 and {self.shards - 1}")
+        if self.shard is not None and self.shard >= self.shards:
+            raise ValueError(
+                f"shard={self.shard} is out of range: with shards={self.shards} "
+                f"the index must be between 0 and {self.shards - 1}"
+            )
+        return self
+
+    def claim_shard(self) -> Shard | None:
+        """The shard this run claims, or ``None`` when the due steps are not split."""
+        if self.shards == 1:
+            return None
+        assert self.shard is not None  # checked by the validator
+        return Shard(index=self.shard, count=self.shards)
 
 
 class IntakeParams(TickParams):
@@ -105,10 +133,9 @@ def load_settings() -> Settings:
     return Settings()
 
 
-def run_namer(
-    flow: str, *, detail: Callable[[Mapping[str, Any]], str | None] | None = None
-) -> Callable[[], str]:
-    """A ``flow_run_name`` callable: ``<flow>-2026-12-04T09:00`` (UTC) from the run's ``now``."""
+def run_namer(flow: str, *, detail: Detail | None = None, suffix: Detail | None = None) -> Callable[[], str]:
+    """A ``flow_run_name`` callable: ``<flow>-2026-12-04T09:00`` (UTC) from the run's ``now``, with
+    ``detail`` before the instant and ``suffix`` after it when they give one."""
 
     def name() -> str:
         from prefect.runtime import flow_run
@@ -117,9 +144,19 @@ def run_namer(
         instant = TickParams.model_validate({"now": params.get("now")}).instant()
         extra = detail(params) if detail else None
         stamp = instant.astimezone(UTC).strftime(RUN_NAME_FORMAT)
-        return f"{flow}-{extra}-{stamp}" if extra else f"{flow}-{stamp}"
+        base = f"{flow}-{extra}-{stamp}" if extra else f"{flow}-{stamp}"
+        tail = suffix(params) if suffix else None
+        return f"{base}-{tail}" if tail else base
 
     return name
+
+
+def shard_suffix(params: Mapping[str, Any]) -> str | None:
+    """``shard-1of2`` for a sharded dispatch run (index counted from 0), nothing otherwise."""
+    shards, shard = params.get("shards") or 1, params.get("shard")
+    if not isinstance(shards, int) or shards <= 1 or not isinstance(shard, int):
+        return None
+    return f"shard-{shard}of{shards}"
 
 
 def _params_dict(value: object) -> dict[str, Any]:

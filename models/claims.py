@@ -25,6 +25,12 @@ a row that fails the fence was lost and must not be written to the outbox. Withi
 that writes the outbox, :func:`lock_held` takes the rows' locks first (PostgreSQL), so the fence
 cannot be lost between the check and the commit. ``worker_id`` must be unique per running worker
 (host, pid and a random part).
+
+**Shards.** A claim may be limited to one :class:`Shard` of the enrollments: the rows whose UUID's
+first byte, modulo ``count``, is ``index`` (:func:`shard_of`). The filter is computed in SQL
+(``get_byte(uuid_send(id), 0)`` on PostgreSQL; from the first two hex digits of the 32-char text on
+SQLite), so ``count`` workers given shards ``0..count-1`` split the due rows between them with no
+overlap; leases and fences still hold within each shard.
 """
 
 from __future__ import annotations
@@ -35,12 +41,73 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, Table, any_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 
 from models.tables import Enrollment, EnrollmentState
 
 ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
 _E = ENROLLMENTS.c
+MAX_SHARDS = 256
+_HEX_DIGITS = "0123456789abcdef"
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """One of ``count`` disjoint parts of the enrollments: those with ``shard_of(id, count) == index``."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.count <= MAX_SHARDS:
+            raise ValueError(f"shard count must be between 1 and {MAX_SHARDS}, got {self.count}")
+        if not 0 <= self.index < self.count:
+            raise ValueError(
+                f"shard index must be between 0 and {self.count - 1} (count {self.count}), got {self.index}"
+            )
+
+    @property
+    def label(self) -> str:
+        """``1of2`` for the shard of index 1 out of 2 (index counted from 0)."""
+        return f"{self.index}of{self.count}"
+
+
+def shard_of(enrollment_id: uuid.UUID, count: int) -> int:
+    """The shard of an enrollment among ``count``: the first byte of its UUID modulo ``count``
+    (what the claim computes in SQL)."""
+    return enrollment_id.bytes[0] % count
+
+
+def _first_byte(conn: Connection) -> ColumnElement[int]:
+    """The first byte of ``enrollments.id``, in SQL, for this connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return type_coerce(func.get_byte(func.uuid_send(_E.id), 0), Integer)
+    # SQLite stores the UUID as 32 lowercase hex digits: the first two give the first byte.
+    text_id = type_coerce(_E.id, String)
+    digits = literal(_HEX_DIGITS, String)
+    high = func.instr(digits, func.substr(text_id, 1, 1)) - 1
+    low = func.instr(digits, func.substr(text_id, 2, 1)) - 1
+    return type_coerce(high * 16 + low, Integer)
+
+
+def in_shard(conn: Connection, shard: Shard) -> ColumnElement[bool]:
+    """The condition that keeps the enrollments of ``shard``."""
+    return (_first_byte(conn) % shard.count) == shard.index
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,22 +153,32 @@ _RETURNED = (
 
 
 def claim_due(
-    conn: Connection, *, now: datetime, worker_id: str, limit: int, lease: timedelta
+    conn: Connection,
+    *,
+    now: datetime,
+    worker_id: str,
+    limit: int,
+    lease: timedelta,
+    shard: Shard | None = None,
 ) -> list[ClaimedEnrollment]:
     """Lease up to ``limit`` active enrollments due at ``now`` to ``worker_id``, oldest due first.
 
-    Rows under another worker's live lease are skipped; expired leases are taken over. The caller
-    commits. The result is ordered by ``next_due_at``.
+    Rows under another worker's live lease are skipped; expired leases are taken over. With a
+    ``shard``, only that shard's enrollments are claimed. The caller commits. The result is ordered
+    by ``next_due_at``.
     """
     if limit <= 0:
         return []
+    conditions = [
+        _E.state == EnrollmentState.ACTIVE.value,
+        _E.next_due_at <= now,
+        or_(_E.lease_until.is_(None), _E.lease_until <= now),
+    ]
+    if shard is not None and shard.count > 1:
+        conditions.append(in_shard(conn, shard))
     due = (
         select(_E.id)
-        .where(
-            _E.state == EnrollmentState.ACTIVE.value,
-            _E.next_due_at <= now,
-            or_(_E.lease_until.is_(None), _E.lease_until <= now),
-        )
+        .where(*conditions)
         .order_by(_E.next_due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)  # rendered on PostgreSQL, ignored by SQLite

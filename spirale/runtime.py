@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from channels.registry import build_channels
+from models.claims import Shard
 from models.db import make_engine, require_migrated
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch import Dispatcher
@@ -19,14 +20,16 @@ def database(settings: Settings) -> Engine:
     return engine
 
 
-def dispatcher(settings: Settings, *, worker_id: str | None = None) -> Dispatcher:
-    """A dispatcher with the channels the settings select (local outbox without credentials)."""
+def dispatcher(settings: Settings, *, worker_id: str | None = None, shard: Shard | None = None) -> Dispatcher:
+    """A dispatcher with the channels the settings select (local outbox without credentials),
+    claiming only the enrollments of ``shard`` when one is given."""
     channels = {str(kind): channel for kind, channel in build_channels(settings).items()}
     built = Dispatcher(
         engine=database(settings),
         catalog=SequenceCatalog.open(settings.sequences_dir),
         channels=channels,
         settings=settings,
+        shard=shard,
     )
     if worker_id:
         built.worker_id = worker_id

@@ -34,7 +34,8 @@ EVENT_TYPES = {"email": EventType.UNSUBSCRIBE, "sms": EventType.SMS_STOP}
 _NOUNS = {"email": "e-mails", "sms": "SMS", "all": "messages"}
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+# ``:path`` so that a token with a slash is refused (404) instead of redirected (307).
+@router.get("/unsubscribe/{token:path}", response_class=HTMLResponse)
 def confirm_page(token: str, request: Request) -> HTMLResponse:
     """The confirmation page: one button that unsubscribes (nothing changes on GET)."""
     context = get_context(request)
@@ -50,7 +51,7 @@ def confirm_page(token: str, request: Request) -> HTMLResponse:
     return _page(body)
 
 
-@router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+@router.post("/unsubscribe/{token:path}", response_class=HTMLResponse)
 async def unsubscribe(token: str, request: Request) -> HTMLResponse:
     """RFC 8058 one-click: suppress the address and exit marketing enrollments."""
     context = get_context(request)

@@ -227,7 +227,8 @@ class StepDecider:
             self.report.skipped[f"no {channel} consent"] += 1
             self._advance(row, sequence, lead, previous_at=row.next_due_at, sent=False)
             return
-        if address_hash(channel, address) in self.facts.suppressed.get(channel, ()):
+        hashed = lead.get(f"hash_{channel}") or address_hash(channel, address)
+        if hashed in self.facts.suppressed.get(channel, ()):
             self._suppressed(row, sequence, step, lead, address)
             return
         if not step.transactional:
@@ -348,7 +349,8 @@ class StepDecider:
 
 
 def lead_facts(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """The per-lead dict the decider works on: raw columns plus the plain template context."""
+    """The per-lead dict the decider works on: raw columns plus the plain template context (a plain
+    ``dict`` is completed in place rather than copied)."""
     context = {
         "first_name": row["first_name"],
         "last_name": row["last_name"],
@@ -362,7 +364,7 @@ def lead_facts(row: Mapping[Any, Any]) -> dict[str, Any]:
         "owner": row["owner"] or "",
         "consent": {"email": bool(row["consent_email"]), "sms": bool(row["consent_sms"])},
     }
-    facts = dict(row)
+    facts: dict[str, Any] = row if isinstance(row, dict) else dict(row)
     facts["context"] = context
     facts["key"] = str(row["id"])
     return facts

@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from channels.base import AnyChannel as DeliveryChannel
-from models.claims import ClaimedEnrollment, claim_due, release
+from models.claims import ClaimedEnrollment, Shard, claim_due, release
+from models.db import read_only_connection, write_transaction
 from models.tables import EnrollmentState
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch.batch import BatchWrites
@@ -55,6 +56,7 @@ class Dispatcher:
     channels: Mapping[str, DeliveryChannel]
     settings: Settings
     worker_id: str = field(default_factory=default_worker_id)
+    shard: Shard | None = None
 
     def __post_init__(self) -> None:
         self.builder = MessageBuilder(
@@ -89,20 +91,21 @@ class Dispatcher:
 
     def claim(self, now: datetime) -> list[ClaimedEnrollment]:
         """Lease the next batch of due enrollments to this worker (committed)."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             return claim_due(
                 conn,
                 now=now,
                 worker_id=self.worker_id,
                 limit=self.settings.dispatch_batch_size,
                 lease=self.lease,
+                shard=self.shard,
             )
 
     def process(self, claimed: Sequence[ClaimedEnrollment], *, now: datetime, report: DispatchReport) -> None:
         """Decide, write, send and record one claimed batch."""
         writes = self.decide(claimed, now=now, report=report)
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 flush_decisions(conn, writes)
         except LeaseLostError:
             # Nothing of this batch was written; the rows are (or will be) another worker's.
@@ -116,7 +119,8 @@ class Dispatcher:
     ) -> BatchWrites:
         """Run every send-time check on a claimed batch and render its messages (no writes)."""
         writes = BatchWrites(now=now, worker_id=self.worker_id)
-        with self.engine.connect() as conn:
+        # A read: on SQLite it must not take the write lock other dispatchers are waiting for.
+        with read_only_connection(self.engine) as conn:
             facts = load_facts(conn, worker_id=self.worker_id, now=now, cap_window=self.cap_window)
         decider = StepDecider(
             facts=facts,

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
 from channels.base import AnyChannel as DeliveryChannel
 from channels.base import SendOutcome
-from models.bulk import update_rows
+from models.bulk import move_state, update_rows
+from models.db import write_transaction
 from models.suppressions import suppress
 from models.tables import OutboxState
 from spirale.dispatch.batch import PendingSend
@@ -36,6 +37,7 @@ RECORDED_COLUMNS = (
     "retry_at",
 )
 DEFAULT_RETRY_DELAY = timedelta(minutes=1)
+SENDING, SENT = OutboxState.SENDING.value, OutboxState.SENT.value
 
 
 @dataclass
@@ -65,7 +67,7 @@ class SendRecorder:
             outcomes = self.channels[channel_kind].send_many([s.message for s in group])
             for send, outcome in zip(group, outcomes, strict=True):
                 records.append(self._record(send, outcome, now, report, to_suppress))
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             update_rows(
                 conn,
                 OUTBOX,
@@ -78,14 +80,15 @@ class SendRecorder:
                 suppress(conn, channel=channel, address=address, reason=reason, source="provider", now=now)
 
     def _mark_sending(self, ids: list[uuid.UUID], now: datetime) -> set[uuid.UUID]:
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                update(OUTBOX)
-                .where(OUTBOX.c.id.in_(ids), OUTBOX.c.state == OutboxState.PENDING.value)
-                .values(state=OutboxState.SENDING.value, updated_at=now)
-                .returning(OUTBOX.c.id)
+        with write_transaction(self.engine) as conn:
+            return move_state(
+                conn,
+                OUTBOX,
+                ids,
+                from_state=OutboxState.PENDING.value,
+                to_state=OutboxState.SENDING.value,
+                now=now,
             )
-            return {row_id for (row_id,) in result}
 
     def _retry_delay(self, send: PendingSend, error: RetryableSendError) -> timedelta:
         # Full jitter: rows refused together (an outage) come back spread out, not in one wave;
@@ -101,25 +104,28 @@ class SendRecorder:
         report: DispatchReport,
         to_suppress: list[tuple[str, str, str]],
     ) -> dict[str, Any]:
+        result = outcome.result
+        if result is not None:
+            report.sent[send.channel] += 1
+            return {
+                "id": send.outbox_id,
+                "expected": SENDING,
+                "state": SENT,
+                "provider_message_id": result.provider_message_id,
+                "segments": result.segments or send.segments,
+                "error_code": None,
+                "error_message": None,
+                "sent_at": now,
+                "retry_at": None,
+            }
         row: dict[str, Any] = {
             "id": send.outbox_id,
-            "expected": OutboxState.SENDING.value,
+            "expected": SENDING,
             "provider_message_id": None,
             "segments": send.segments,
-            "error_code": None,
-            "error_message": None,
             "sent_at": None,
             "retry_at": None,
         }
-        if outcome.result is not None:
-            report.sent[send.channel] += 1
-            row |= {
-                "state": OutboxState.SENT.value,
-                "provider_message_id": outcome.result.provider_message_id,
-                "segments": outcome.result.segments or send.segments,
-                "sent_at": now,
-            }
-            return row
         error = outcome.error
         assert error is not None  # a SendOutcome carries exactly one of result / error
         row |= {"error_code": error.provider_code or _status(error), "error_message": str(error)[:500]}

@@ -28,6 +28,7 @@ from models.claims import (
     lock_held,
     release,
 )
+from models.db import write_transaction
 from models.leads import LEADS, bulk_insert_leads
 
 pytestmark = pytest.mark.db
@@ -190,12 +191,12 @@ def test_empty_inputs_touch_nothing(engine: Engine) -> None:
 def drain(engine: Engine, worker: str, claimed: list[uuid.UUID]) -> None:
     """Claim, commit, then advance (fenced) and commit, until nothing is due."""
     while True:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             batch = claim_due(conn, now=NOW, worker_id=worker, limit=100, lease=LEASE)
         if not batch:
             return
         claimed.extend(item.id for item in batch)
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             written = advance(conn, worker_id=worker, advances=[next_step(i.id) for i in batch], now=NOW)
         assert written == len(batch)
 
@@ -236,7 +237,7 @@ PROCESS_WORKER = textwrap.dedent(
     import sys
     from datetime import datetime, timedelta
     from models.claims import Advance, advance, claim_due
-    from models.db import make_engine
+    from models.db import make_engine, write_transaction
 
     url, worker, now = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3])
     engine = make_engine(url)
@@ -244,11 +245,11 @@ PROCESS_WORKER = textwrap.dedent(
     sys.stdin.readline()  # start together, so the processes really compete
     claimed = []
     while True:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             batch = claim_due(conn, now=now, worker_id=worker, limit=100, lease=timedelta(minutes=5))
         if not batch:
             break
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             steps = [Advance(i.id, 1, 0, now + timedelta(days=2), now) for i in batch]
             assert advance(conn, worker_id=worker, advances=steps, now=now) == len(batch)
         claimed.extend(str(i.id) for i in batch)

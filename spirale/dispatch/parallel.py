@@ -1,0 +1,112 @@
+"""One dispatch tick run by several processes: each claims only its own shard of the due
+enrollments (``models.claims.Shard``: the first byte of the enrollment id modulo the number of
+processes), so the processes never compete for a row and a step is still sent exactly once.
+
+Rendering and the send-time checks are CPU work that one Python process runs on one core; the
+database work is short transactions. Several processes therefore multiply the throughput of one
+tick on a machine with several cores, on SQLite (whose write lock they share) as on PostgreSQL.
+
+The processes are started with ``spawn``: fresh interpreters inherit no connection, thread or lock
+from the caller (which may be a Prefect flow with its own threads). Recovery of what an earlier
+tick left half-way runs once, in the caller, before the shards start.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+
+from channels.base import AnyChannel as DeliveryChannel
+from models.claims import Shard
+from sequences.catalog import SequenceCatalog
+from spirale.dispatch.engine import Dispatcher
+from spirale.dispatch.report import DispatchReport
+from spirale.settings import Settings
+
+#: Builds the channels of one process from the settings; a module-level function (it is pickled).
+ChannelFactory = Callable[[Settings], Mapping[str, DeliveryChannel]]
+
+
+def default_processes() -> int:
+    """One dispatcher process per core the machine lets this process use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def split_shard(processes: int, within: Shard | None = None) -> list[Shard]:
+    """The shards of ``processes`` processes that together cover ``within`` (everything if None).
+
+    Process ``p`` of shard ``k`` out of ``S`` takes shard ``k + S*p`` out of ``S*processes``: an id
+    whose first byte ``b`` has ``b % (S*processes) == k + S*p`` also has ``b % S == k``."""
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
+    index, count = (within.index, within.count) if within is not None else (0, 1)
+    return [Shard(index + count * p, count * processes) for p in range(processes)]
+
+
+def dispatch_in_processes(
+    settings: Settings,
+    *,
+    now: datetime,
+    processes: int,
+    within: Shard | None = None,
+    channels: ChannelFactory | None = None,
+    max_batches: int | None = None,
+) -> DispatchReport:
+    """Send every step due at ``now`` (of the shard ``within``, if given) with ``processes``
+    dispatcher processes, one sub-shard each; returns the merged report. ``processes=1`` runs in
+    this process. ``max_batches`` bounds each process."""
+    shards = split_shard(processes, within)
+    if processes == 1:
+        return build_dispatcher(settings, within, channels).dispatch_due(now=now, max_batches=max_batches)
+    report = DispatchReport()
+    build_dispatcher(settings, within, channels).recovery.run(now=now, report=report)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+        futures = [pool.submit(run_shard, settings, now, shard, channels, max_batches) for shard in shards]
+        for future in futures:
+            report.merge(future.result())
+    return report
+
+
+def build_dispatcher(settings: Settings, shard: Shard | None, channels: ChannelFactory | None) -> Dispatcher:
+    """The dispatcher of one process: channels from ``channels`` if given, else from the settings."""
+    from spirale import runtime
+
+    if channels is None:
+        return runtime.dispatcher(settings, shard=shard)
+    return Dispatcher(
+        engine=runtime.database(settings),
+        catalog=SequenceCatalog.open(settings.sequences_dir),
+        channels=channels(settings),
+        settings=settings,
+        shard=shard,
+    )
+
+
+def run_shard(
+    settings: Settings,
+    now: datetime,
+    shard: Shard,
+    channels: ChannelFactory | None = None,
+    max_batches: int | None = None,
+) -> DispatchReport:
+    """One process's part of the tick: claim and process the shard's due steps until none is left."""
+    dispatcher = build_dispatcher(settings, shard, channels)
+    report = DispatchReport()
+    try:
+        while max_batches is None or report.batches < max_batches:
+            claimed = dispatcher.claim(now)
+            if not claimed:
+                break
+            report.claimed += len(claimed)
+            report.batches += 1
+            dispatcher.process(claimed, now=now, report=report)
+    finally:
+        dispatcher.engine.dispose()
+    return report
