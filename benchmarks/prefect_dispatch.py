@@ -7,7 +7,10 @@ steps, with an in-process null provider. Measured side by side in one run:
 - **value**: the tick through Prefect, flow run and task runs included (after one empty tick, so
   the client's one-time start-up is not counted);
 - **baseline**: a naive flow with one task run per message, on a smaller set (``--naive``);
-- **without Prefect**: the same engine called directly over the same N steps (the flow's overhead).
+- **without Prefect**: the same engine called directly, with the same processes, over the same N
+  steps (the flow's overhead).
+
+The tick runs ``--processes`` dispatcher processes (default: one per core; ``DispatchParams.processes``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,16 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 from sqlalchemy import Engine  # noqa: E402
 
-from benchmarks.common import BENCH_DIR, NullChannel, emit, fresh_sqlite, peak_memory_mb, timed  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    BENCH_DIR,
+    NullChannel,
+    emit,
+    fresh_sqlite,
+    null_channels,
+    peak_child_memory_mb,
+    peak_memory_mb,
+    timed,
+)
 from benchmarks.dispatch import NOW, SEQUENCES, reset, setup  # noqa: E402
 from channels.base import ChannelKind  # noqa: E402
 from flows.dispatch import dispatch, dispatching_with, tick_dispatcher  # noqa: E402
@@ -47,6 +59,7 @@ from flows.params import DispatchParams, load_settings  # noqa: E402
 from models.claims import ClaimedEnrollment  # noqa: E402
 from sequences.catalog import SequenceCatalog  # noqa: E402
 from spirale.dispatch import Dispatcher, DispatchReport  # noqa: E402
+from spirale.dispatch.parallel import default_processes, dispatch_in_processes  # noqa: E402
 
 TARGET = 10_000
 NAIVE_DEFAULT = 500
@@ -116,11 +129,17 @@ class BatchedRun:
 
 def run_batched(url: str, engine: Engine, args: argparse.Namespace) -> BatchedRun:
     """The tick through Prefect, then the engine alone over the same (reset) steps."""
-    with environment(url, args.batch), dispatching_with(null_dispatcher(engine)):
+    processes = args.processes
+    with environment(url, args.batch), dispatching_with(null_dispatcher(engine), channels=null_channels):
         # A first tick with nothing due yet: the one-time client start-up is not a tick's cost.
         assert dispatch(DispatchParams(now=NOW - timedelta(days=1))).claimed == 0
         start = time.perf_counter()
-        state = dispatch(DispatchParams(now=NOW, steps_per_task=STEPS_PER_TASK), return_state=True)
+        # With several processes a task starts them all (about a second): one task per process
+        # share of the backlog, rather than many short ones.
+        share = args.leads * 11 // (10 * processes)  # shards are not exactly even
+        per_task = max(STEPS_PER_TASK, share) if processes > 1 else STEPS_PER_TASK
+        params = DispatchParams(now=NOW, steps_per_task=per_task, processes=processes)
+        state = dispatch(params, return_state=True)
         report: DispatchReport = state.result()
         seconds = time.perf_counter() - start
     assert report.total_sent == args.leads, f"sent {report.total_sent} of {args.leads}: {report.summary()}"
@@ -128,7 +147,14 @@ def run_batched(url: str, engine: Engine, args: argparse.Namespace) -> BatchedRu
     assert run_id is not None
     reset(engine)
     with environment(url, args.batch):
-        direct, direct_s = timed(lambda: null_dispatcher(engine).dispatch_due(now=NOW).total_sent)
+        settings = load_settings()
+        direct, direct_s = timed(
+            lambda: (
+                dispatch_in_processes(
+                    settings, now=NOW, processes=processes, channels=null_channels
+                ).total_sent
+            )
+        )
     assert direct == args.leads
     return BatchedRun(report, seconds, count_task_runs(run_id), direct / direct_s)
 
@@ -181,15 +207,17 @@ def main_via_prefect(args: argparse.Namespace) -> None:
             "without_prefect": round(direct_rate),
             "prefect_share": round(1 - value / direct_rate, 3),
             "task_runs": batched.task_runs,
-            "peak_memory_mb": round(peak_memory_mb()),
+            "processes": args.processes,
+            "peak_memory_mb": round(max(peak_memory_mb(), peak_child_memory_mb())),
         },
         [
             f"dispatch via Prefect: {report.total_sent:,} due steps in {seconds:.1f} s = "
-            f"{value:,.0f} steps/s (target {TARGET:,}) in {batched.task_runs} task runs",
+            f"{value:,.0f} steps/s (target {TARGET:,}) in {batched.task_runs} task runs, "
+            f"{args.processes} dispatcher processes",
             f"baseline naive flow, one task per message: {naive_sent:,} in {naive_s:.1f} s = "
             f"{base:,.0f} steps/s",
             f"ratio batched/naive: {value / base:,.0f}x; "
-            f"the engine alone (same run): {direct_rate:,.0f} steps/s",
+            f"the engine alone, same processes (same run): {direct_rate:,.0f} steps/s",
             f"report: {report.summary()}",
         ],
     )
@@ -200,6 +228,7 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--naive", type=int, default=NAIVE_DEFAULT, help="messages for the naive flow")
+    parser.add_argument("--processes", type=int, default=default_processes(), help="dispatcher processes")
     parser.add_argument("--json", action="store_true")
     main_via_prefect(parser.parse_args())
 

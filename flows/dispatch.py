@@ -32,6 +32,7 @@ from models.db import read_only_connection
 from models.tables import Enrollment, EnrollmentState
 from spirale import runtime
 from spirale.dispatch import Dispatcher, DispatchReport
+from spirale.dispatch.parallel import ChannelFactory, dispatch_in_processes, drain
 from spirale.settings import Settings
 
 SUMMARY_KEY = "dispatch-summary"
@@ -44,16 +45,21 @@ SAFE_RETRIES = 2
 RETRY_DELAYS = [5.0, 20.0]
 
 _injected: ContextVar[Dispatcher | None] = ContextVar("spirale_dispatcher", default=None)
+_injected_channels: ContextVar[ChannelFactory | None] = ContextVar("spirale_channels", default=None)
 
 
 @contextmanager
-def dispatching_with(dispatcher: Dispatcher) -> Iterator[Dispatcher]:
+def dispatching_with(dispatcher: Dispatcher, channels: ChannelFactory | None = None) -> Iterator[Dispatcher]:
     """Run the dispatch tasks started in this context with ``dispatcher`` (benchmarks and
-    embedders pass in-process channels this way; flows otherwise wire channels from settings)."""
+    embedders pass in-process channels this way; flows otherwise wire channels from settings).
+    With ``processes`` > 1, each process builds its channels with ``channels`` (a module-level
+    function: it is pickled), or from the settings."""
     token = _injected.set(dispatcher)
+    channels_token = _injected_channels.set(channels)
     try:
         yield dispatcher
     finally:
+        _injected_channels.reset(channels_token)
         _injected.reset(token)
 
 
@@ -95,15 +101,36 @@ def dispatch_batches(
     """Claim and process due steps (of ``shard``) batch after batch until ``max_steps`` or nothing
     is due."""
     dispatcher = tick_dispatcher(settings, shard)
-    report = DispatchReport()
-    while report.claimed < max_steps:
-        claimed = dispatcher.claim(now)
-        if not claimed:
-            break
-        report.claimed += len(claimed)
-        report.batches += 1
-        dispatcher.process(claimed, now=now, report=report)
-    return report
+    return drain(dispatcher, now, max_batches=-(-max_steps // dispatcher.settings.dispatch_batch_size))
+
+
+@task(
+    name="dispatch-processes",
+    task_run_name="dispatch-processes-{part}",
+    cache_policy=NO_CACHE,
+    retries=SAFE_RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+)
+def dispatch_processes(
+    settings: Settings,
+    now: datetime,
+    max_steps: int,
+    part: int,
+    processes: int,
+    shard: Shard | None = None,
+) -> DispatchReport:
+    """Like ``dispatch-batches``, with ``processes`` dispatcher processes (each up to
+    ``max_steps`` due steps of its own part of ``shard``) on as many cores."""
+    batches = -(-max_steps // settings.dispatch_batch_size)
+    return dispatch_in_processes(
+        settings,
+        now=now,
+        processes=processes,
+        within=shard,
+        channels=_injected_channels.get(),
+        max_batches=batches,
+        recover=False,
+    )
 
 
 @task(name="count-due", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
@@ -172,8 +199,12 @@ def dispatch(params: DispatchParams | None = None) -> DispatchReport:
     report = recover_unfinished(settings, now)
     progress = TickProgress(settings, now, shard)
     for part in range(1, params.max_tasks + 1):
-        done = dispatch_batches(settings, now, params.steps_per_task, part, shard)
+        if params.processes > 1:
+            done = dispatch_processes(settings, now, params.steps_per_task, part, params.processes, shard)
+        else:
+            done = dispatch_batches(settings, now, params.steps_per_task, part, shard)
         report.merge(done)
+        # A task's processes share the steps unevenly: go on while at least one share was full.
         if done.claimed < params.steps_per_task:
             break
         if part == params.max_tasks:

@@ -53,10 +53,23 @@ class DispatchParams(TickParams):
         description="split due steps among this many deployments by enrollment id; 1 = no split",
     )
 
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="dispatcher processes inside this run, each on its part of the (shard's) due steps; "
+        "one per core pays on a large backlog, each process takes about a second to start",
+    )
+
     @model_validator(mode="after")
     def _check_shard(self) -> DispatchParams:
         if self.shards > 1 and self.shard is None:
             raise ValueError(f"shards={self.shards} needs a shard index between 0 and {self.shards - 1}")
+        if self.shards * self.processes > MAX_SHARDS:
+            raise ValueError(
+                f"shards={self.shards} x processes={self.processes} splits the due steps "
+                f"{self.shards * self.processes} ways; at most {MAX_SHARDS}"
+            )
         if self.shard is not None and self.shard >= self.shards:
             raise ValueError(
                 f"shard={self.shard} is out of range: with shards={self.shards} "

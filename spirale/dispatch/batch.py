@@ -11,6 +11,7 @@ from typing import Any
 
 from channels.base import EmailMessage, SmsMessage
 from models.claims import ClaimedEnrollment
+from models.ids import ordered_id
 from models.tables import EnrollmentState, OutboxState
 
 
@@ -83,7 +84,7 @@ class BatchWrites:
         )
 
     def outbox_row(self, *, state: OutboxState, **values: Any) -> uuid.UUID:
-        row_id = uuid.uuid4()
+        row_id = ordered_id()
         self.outbox.append(
             {
                 "id": row_id,

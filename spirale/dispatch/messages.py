@@ -13,6 +13,7 @@ from channels.base import EmailMessage, SmsMessage
 from channels.sms_length import sms_length
 from channels.unsubscribe import UnsubscribeSigner, list_unsubscribe_headers, unsubscribe_url
 from models.claims import ClaimedEnrollment
+from models.ids import ordered_id
 from sequences.rendering import Renderer
 from sequences.schema import Channel, Sequence, Step
 from spirale.dispatch.batch import PendingSend
@@ -34,7 +35,7 @@ class MessageBuilder:
 
     @staticmethod
     def new_id() -> uuid.UUID:
-        return uuid.uuid4()
+        return ordered_id()
 
     def provider_name(self, channel: str) -> str:
         return self.providers[channel]

@@ -57,15 +57,22 @@ def dispatch_in_processes(
     within: Shard | None = None,
     channels: ChannelFactory | None = None,
     max_batches: int | None = None,
+    recover: bool = True,
 ) -> DispatchReport:
     """Send every step due at ``now`` (of the shard ``within``, if given) with ``processes``
     dispatcher processes, one sub-shard each; returns the merged report. ``processes=1`` runs in
-    this process. ``max_batches`` bounds each process."""
+    this process. ``max_batches`` bounds each process; ``recover=False`` skips the recovery of
+    earlier ticks (the caller ran it)."""
     shards = split_shard(processes, within)
-    if processes == 1:
-        return build_dispatcher(settings, within, channels).dispatch_due(now=now, max_batches=max_batches)
     report = DispatchReport()
-    build_dispatcher(settings, within, channels).recovery.run(now=now, report=report)
+    if processes == 1:
+        dispatcher = build_dispatcher(settings, within, channels)
+        if recover:
+            dispatcher.recovery.run(now=now, report=report)
+        report.merge(drain(dispatcher, now, max_batches))
+        return report
+    if recover:
+        build_dispatcher(settings, within, channels).recovery.run(now=now, report=report)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         futures = [pool.submit(run_shard, settings, now, shard, channels, max_batches) for shard in shards]
@@ -96,17 +103,23 @@ def run_shard(
     channels: ChannelFactory | None = None,
     max_batches: int | None = None,
 ) -> DispatchReport:
-    """One process's part of the tick: claim and process the shard's due steps until none is left."""
+    """One process's part of the tick: claim and process the shard's due steps until none is left
+    (or ``max_batches``), then close the process's database connections."""
     dispatcher = build_dispatcher(settings, shard, channels)
-    report = DispatchReport()
     try:
-        while max_batches is None or report.batches < max_batches:
-            claimed = dispatcher.claim(now)
-            if not claimed:
-                break
-            report.claimed += len(claimed)
-            report.batches += 1
-            dispatcher.process(claimed, now=now, report=report)
+        return drain(dispatcher, now, max_batches)
     finally:
         dispatcher.engine.dispose()
+
+
+def drain(dispatcher: Dispatcher, now: datetime, max_batches: int | None = None) -> DispatchReport:
+    """Claim and process batch after batch until nothing is due (or ``max_batches``)."""
+    report = DispatchReport()
+    while max_batches is None or report.batches < max_batches:
+        claimed = dispatcher.claim(now)
+        if not claimed:
+            break
+        report.claimed += len(claimed)
+        report.batches += 1
+        dispatcher.process(claimed, now=now, report=report)
     return report

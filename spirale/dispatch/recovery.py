@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
 
+from models.ids import ordered_id
 from models.suppressions import address_hash, suppressed_hashes
 from models.tables import EnrollmentState, OutboxState
 from sequences.catalog import SequenceCatalog
@@ -147,7 +148,7 @@ class Recovery:
             .values(retry_at=None, updated_at=now)
             .returning(*RESEND_COLUMNS)
         )
-        fresh = [dict(row) | {"id": uuid.uuid4(), "attempt": row["attempt"] + 1} for row in due.mappings()]
+        fresh = [dict(row) | {"id": ordered_id(), "attempt": row["attempt"] + 1} for row in due.mappings()]
         if fresh:
             conn.execute(
                 OUTBOX.insert(),

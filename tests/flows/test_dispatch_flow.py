@@ -81,3 +81,34 @@ def test_ticks_send_each_due_step_once_in_a_few_task_runs(
     assert rows_by_channel == {("email", "sent"): 120, ("sms", "sent"): 120}
     assert len(emails) == 120 and len(sms) == len(set(sms)) == 120
     assert emails | set(sms) == ids
+
+
+def test_a_tick_with_two_processes_sends_each_due_step_once(
+    spirale_env: Callable[..., Settings], engine: Engine, make_leads: MakeLeads, outbox_dir: Path
+) -> None:
+    spirale_env(SPIRALE_DISPATCH_BATCH_SIZE="10")
+    catalog = SequenceCatalog.open(FIXTURE_LIBRARY)
+    leads = make_leads(150, now=MONDAY_9H)
+    with engine.begin() as conn:
+        enroll_leads(
+            conn, lead_ids=leads, sequence=catalog.get("drip"), version=catalog.version("drip"), now=MONDAY_9H
+        )
+    state = dispatch(DispatchParams(now=MONDAY_9H, steps_per_task=40, processes=2), return_state=True)
+    report = state.result()
+    assert report.sent == {"email": 150}, report.summary()
+
+    run_id = flow_run_id(state)
+    names = sorted(r.name for r in task_runs(run_id, at_least=3) if r.name.startswith("dispatch-"))
+    # Each task runs two processes of up to 40 steps: 80, then the other 70 (at least one full
+    # share, so the tick goes on), then a third task finds nothing and ends the tick.
+    assert names == ["dispatch-processes-1", "dispatch-processes-2", "dispatch-processes-3"]
+    emails, _ = outbox_files(outbox_dir)
+    with engine.connect() as conn:
+        ids = {str(i) for (i,) in conn.execute(select(OUTBOX.c.id))}
+    assert emails == ids and len(ids) == 150
+    assert dispatch(DispatchParams(now=MONDAY_9H, processes=2)).total_sent == 0
+
+
+def test_too_many_ways_to_split_is_refused() -> None:
+    with pytest.raises(ValueError, match="splits the due steps 320 ways; at most 256"):
+        DispatchParams(shard=0, shards=5, processes=64)
