@@ -176,9 +176,10 @@ def move_state(
         )
         return set(conn.execute(statement).scalars())
     by_hex = {value.hex: value for value in ids}
+    # ``+state``: look the rows up by id; the state index would walk every row in that state.
     sql = (
         f"UPDATE {table.name} SET state = ?, updated_at = ? "
-        "WHERE state = ? AND id IN (SELECT value FROM json_each(?)) RETURNING id"
+        "WHERE id IN (SELECT value FROM json_each(?)) AND +state = ? RETURNING id"
     )
-    params = (to_state, _sqlite_datetime(now), from_state, json.dumps(list(by_hex)))
+    params = (to_state, _sqlite_datetime(now), json.dumps(list(by_hex)), from_state)
     return {by_hex[row[0]] for row in conn.exec_driver_sql(sql, params)}

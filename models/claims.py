@@ -189,7 +189,7 @@ def claim_due(
         .values(claimed_by=worker_id, lease_until=now + lease)
         .returning(*_RETURNED)
     )
-    claimed = [ClaimedEnrollment(*row) for row in conn.execute(statement)]
+    claimed = [ClaimedEnrollment(*row) for row in conn.execute(statement).all()]
     claimed.sort(key=lambda c: c.next_due_at)  # RETURNING order is unspecified
     return claimed
 

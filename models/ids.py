@@ -5,6 +5,9 @@ page of the primary-key index, so a batch of a thousand messages rewrites about 
 Version 7 ids start with the Unix time in milliseconds, so a batch's ids are neighbours at the end
 of the index and its inserts touch a handful of pages. They are still unique and unguessable
 (74 random bits) and remain ordinary UUIDs for the database and the API.
+
+Not for enrollments: dispatch shards split enrollments by the first byte of their id
+(``models.claims.shard_of``), which must stay random.
 """
 
 from __future__ import annotations

@@ -96,15 +96,17 @@ def _suppressed(conn: Connection, leads: Iterable[dict[str, Any]]) -> dict[str, 
 
 
 def _recent_sends(conn: Connection, batch_leads: Any, since: datetime) -> dict[uuid.UUID, list[datetime]]:
-    query = select(OUTBOX.c.lead_id, OUTBOX.c.created_at).where(
+    # The state is filtered here, not in SQL: given ``state IN (...)`` SQLite's planner picks the
+    # (low-cardinality) state index and walks every sent row ever, instead of the batch's leads.
+    query = select(OUTBOX.c.lead_id, OUTBOX.c.created_at, OUTBOX.c.state).where(
         OUTBOX.c.lead_id.in_(batch_leads),
         OUTBOX.c.created_at > since,
         OUTBOX.c.transactional.is_(False),
-        OUTBOX.c.state.in_(LIVE_SEND_STATES),
     )
     recent: dict[uuid.UUID, list[datetime]] = {}
-    for lead_id, created_at in conn.execute(query).all():
-        recent.setdefault(lead_id, []).append(created_at)
+    for lead_id, created_at, state in conn.execute(query).all():
+        if state in LIVE_SEND_STATES:
+            recent.setdefault(lead_id, []).append(created_at)
     return recent
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -98,16 +99,17 @@ class Recovery:
 
     @staticmethod
     def _suppressed_rows(conn: Connection, rows: list[dict[str, Any]]) -> set[uuid.UUID]:
-        """Rows whose address was suppressed while they waited: checked again at send time."""
+        """Rows whose address was suppressed while they waited: checked again at send time.
+        Several rows may wait for one address (an orphan and a retry, two steps of one lead):
+        every one of them is blocked."""
         blocked: set[uuid.UUID] = set()
         for channel in {row["channel"] for row in rows}:
-            hashes = {
-                address_hash(channel, row["to_address"]): row["id"]
-                for row in rows
-                if row["channel"] == channel
-            }
-            for found in suppressed_hashes(conn, channel=channel, hashes=set(hashes)):
-                blocked.add(hashes[found])
+            waiting: dict[str, list[uuid.UUID]] = defaultdict(list)
+            for row in rows:
+                if row["channel"] == channel:
+                    waiting[address_hash(channel, row["to_address"])].append(row["id"])
+            for found in suppressed_hashes(conn, channel=channel, hashes=set(waiting)):
+                blocked.update(waiting[found])
         return blocked
 
     def _stale_sending_to_unknown(self, conn: Connection, now: datetime, report: DispatchReport) -> None:
