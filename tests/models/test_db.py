@@ -23,6 +23,7 @@ from models.db import (
     require_migrated,
     safe_url,
     session_scope,
+    write_transaction,
 )
 from models.leads import LEADS
 from models.tables import Lead
@@ -86,7 +87,15 @@ def test_sqlite_is_tuned_and_its_directory_created(sqlite_url: str) -> None:
     assert Path(make_url(sqlite_url).database or "").parent.is_dir()
 
 
-_PRAGMAS = {"journal_mode": "wal", "synchronous": 1, "foreign_keys": 1, "busy_timeout": 30_000}
+_PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": 1,
+    "foreign_keys": 1,
+    "busy_timeout": 30_000,
+    "cache_size": -65_536,
+    "wal_autocheckpoint": 16_384,
+    "mmap_size": 1 << 30,
+}
 
 
 def test_sqlite_write_transactions_take_the_write_lock_at_begin(sqlite_url: str) -> None:
@@ -114,6 +123,50 @@ def test_read_only_connections_read_beside_a_writer(sqlite_url: str) -> None:
         writer.exec_driver_sql("INSERT INTO counter VALUES (2)")
         with read_only_connection(engine) as reader, reader.begin():
             assert reader.exec_driver_sql("SELECT count(*) FROM counter").scalar() == 1
+
+
+def test_write_transactions_take_turns_through_the_writers_lock_file(sqlite_url: str) -> None:
+    """While one write transaction runs, the next one waits on ``<database>-writers`` (not in
+    SQLite's busy handler) and runs as soon as the first commits; a plain writer still works."""
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE journal (who TEXT, at INTEGER)")
+    order: list[str] = []
+    first_in = threading.Event()
+
+    def second() -> None:
+        first_in.wait()
+        with write_transaction(engine) as conn:
+            order.append("second")
+            conn.exec_driver_sql("INSERT INTO journal VALUES ('second', 2)")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with write_transaction(engine) as conn:
+        first_in.set()
+        conn.exec_driver_sql("INSERT INTO journal VALUES ('first', 1)")
+        thread.join(timeout=0.3)
+        assert thread.is_alive()  # waiting for its turn
+        order.append("first")
+    thread.join(timeout=10)
+    assert order == ["first", "second"]
+    assert Path(f"{make_url(sqlite_url).database}-writers").exists()
+    with engine.begin() as conn:  # writers outside the turns are not blocked by the file
+        conn.exec_driver_sql("INSERT INTO journal VALUES ('plain', 3)")
+        assert conn.exec_driver_sql("SELECT count(*) FROM journal").scalar() == 3
+
+
+@pytest.mark.db
+def test_write_transaction_commits_and_rolls_back(engine: Engine) -> None:
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE marks (n INTEGER)")
+    with pytest.raises(RuntimeError), write_transaction(engine) as conn:
+        conn.exec_driver_sql("INSERT INTO marks VALUES (1)")
+        raise RuntimeError("abort")
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql("INSERT INTO marks VALUES (2)")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT n FROM marks").scalars().all() == [2]
 
 
 @pytest.mark.db
