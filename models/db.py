@@ -38,7 +38,6 @@ SQLITE_BUSY_TIMEOUT_S = 30
 READ_ONLY_OPTION = "spirale_read_only"
 SQLITE_CACHE_KIB = 64 * 1024
 SQLITE_CHECKPOINT_PAGES = 16_384
-SQLITE_MMAP_BYTES = 1 << 30
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -117,8 +116,6 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA wal_autocheckpoint = {SQLITE_CHECKPOINT_PAGES}")
         # ... and the WAL file shrinks back to this size once a checkpoint has emptied it.
         cursor.execute(f"PRAGMA journal_size_limit = {SQLITE_CHECKPOINT_PAGES * 4096}")
-        # Reads through a memory map instead of a read() per page missing from the cache.
-        cursor.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
     finally:
         cursor.close()
 

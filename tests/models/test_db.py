@@ -94,7 +94,6 @@ _PRAGMAS = {
     "busy_timeout": 30_000,
     "cache_size": -65_536,
     "wal_autocheckpoint": 16_384,
-    "mmap_size": 1 << 30,
 }
 
 
