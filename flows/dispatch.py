@@ -10,6 +10,10 @@ With ``shards > 1`` a run claims only the due steps of its shard (``models/claim
 deployments, one per shard, can tick at once on several workers; their artifacts get the shard in
 their key (``dispatch-summary-shard-1of2``) and their runs in their name
 (``dispatch-2026-12-04T09:00-shard-1of2``). Recovery stays unsharded: it is safe to run concurrently.
+
+With ``processes > 1`` each task (``dispatch-processes-N``) runs that many dispatcher processes, each
+on its own part of the run's due steps (``spirale/dispatch/parallel.py``): one per core pays on a
+large backlog.
 """
 
 from __future__ import annotations
