@@ -208,8 +208,7 @@ def dispatch(params: DispatchParams | None = None) -> DispatchReport:
         else:
             done = dispatch_batches(settings, now, params.steps_per_task, part, shard)
         report.merge(done)
-        # A task's processes share the steps unevenly: go on while at least one share was full.
-        if done.claimed < params.steps_per_task:
+        if not done.stopped_full:  # every dispatcher of the task ran out of due steps
             break
         if part == params.max_tasks:
             logger.warning("stopped after %d tasks; the steps still due wait for the next tick", part)

@@ -115,11 +115,16 @@ def run_shard(
 def drain(dispatcher: Dispatcher, now: datetime, max_batches: int | None = None) -> DispatchReport:
     """Claim and process batch after batch until nothing is due (or ``max_batches``)."""
     report = DispatchReport()
+    last = 0
     while max_batches is None or report.batches < max_batches:
         claimed = dispatcher.claim(now)
+        last = len(claimed)
         if not claimed:
             break
-        report.claimed += len(claimed)
+        report.claimed += last
         report.batches += 1
         dispatcher.process(claimed, now=now, report=report)
+    # A short last batch means nothing was left: only a full one at the limit may leave steps due.
+    if report.batches == max_batches and last >= dispatcher.settings.dispatch_batch_size:
+        report.stopped_full = 1
     return report

@@ -25,6 +25,8 @@ class DispatchReport:
     completed: int = 0
     retried: int = 0
     recovered: int = 0
+    #: Dispatchers that stopped at their batch limit with a full last batch: more may be due.
+    stopped_full: int = 0
 
     def merge(self, other: DispatchReport) -> None:
         for item in fields(self):

@@ -14,7 +14,8 @@ from sqlalchemy import Engine, select
 
 from flows.dispatch import dispatch
 from flows.params import DispatchParams
-from models.tables import OutboxMessage
+from models.claims import shard_of
+from models.tables import Enrollment, OutboxMessage
 from sequences.catalog import SequenceCatalog
 from spirale.enrollment import enroll_leads
 from spirale.settings import Settings
@@ -23,6 +24,7 @@ from tests.flows.prefect_api import artifacts, flow_run_id, read_flow_run, task_
 
 pytestmark = pytest.mark.db
 OUTBOX = OutboxMessage.__table__  # type: ignore[attr-defined]
+ENROLLMENTS = Enrollment.__table__  # type: ignore[attr-defined]
 MONDAY_9H = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)  # 09:00 in Paris
 
 
@@ -98,11 +100,16 @@ def test_a_tick_with_two_processes_sends_each_due_step_once(
     assert report.sent == {"email": 150}, report.summary()
 
     run_id = flow_run_id(state)
-    # Recovery, the count that sizes the progress bar and three dispatch tasks.
-    names = sorted(r.name for r in task_runs(run_id, at_least=5) if r.name.startswith("dispatch-"))
-    # Each task runs two processes of up to 40 steps: 80, then the other 70 (at least one full
-    # share, so the tick goes on), then a third task finds nothing and ends the tick.
-    assert names == ["dispatch-processes-1", "dispatch-processes-2", "dispatch-processes-3"]
+    # Each task runs two processes of up to 40 steps (4 batches of 10), one per half of the
+    # enrollments. The tick goes on while a process stopped at its limit on a full batch, so a
+    # process with n due steps is done in task n // 40 + 1 (at a multiple of 40, that task finds
+    # nothing left).
+    with engine.connect() as conn:
+        enrollments = conn.execute(select(ENROLLMENTS.c.id)).scalars().all()
+    per_process = Counter(shard_of(enrollment, 2) for enrollment in enrollments)
+    tasks = max(per_process.values()) // 40 + 1
+    names = sorted(r.name for r in task_runs(run_id, at_least=2 + tasks) if r.name.startswith("dispatch-"))
+    assert names == [f"dispatch-processes-{part}" for part in range(1, tasks + 1)]
     emails, _ = outbox_files(outbox_dir)
     with engine.connect() as conn:
         ids = {str(i) for (i,) in conn.execute(select(OUTBOX.c.id))}
