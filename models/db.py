@@ -14,7 +14,6 @@ Callers pass every instant they store (``now``); nothing here reads the clock.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 from collections.abc import Iterator
@@ -32,6 +31,11 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from spirale.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows: writers wait in SQLite's busy handler instead
+    fcntl = None  # type: ignore[assignment]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -156,7 +160,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 
 def _writers_lock_path(engine: Engine) -> str | None:
     url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    if fcntl is None or url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
     return f"{url.database}-writers"
 
