@@ -21,7 +21,6 @@ from pathlib import Path
 from sqlalchemy import Engine, bindparam, text, update
 
 from benchmarks.common import (
-    NullChannel,
     emit,
     fresh_sqlite,
     insert_leads,
@@ -30,7 +29,6 @@ from benchmarks.common import (
     peak_memory_mb,
     timed,
 )
-from channels.base import ChannelKind
 from models.claims import claim_due
 from models.db import make_engine, upgrade
 from models.tables import Enrollment
@@ -136,7 +134,7 @@ def main() -> None:
     settings = Settings(  # type: ignore[call-arg]
         database_url=url, sequences_dir=SEQUENCES, dispatch_batch_size=args.batch, secret_key="bench"
     )
-    channels = {"email": NullChannel(ChannelKind.EMAIL), "sms": NullChannel(ChannelKind.SMS)}
+    channels = null_channels(settings)
     dispatcher = Dispatcher(engine=engine, catalog=catalog, channels=channels, settings=settings)
     reports = []
 

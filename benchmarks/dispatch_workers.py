@@ -23,8 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, text
 
-from benchmarks.common import NullChannel, emit, fresh_sqlite
-from channels.base import ChannelKind
+from benchmarks.common import emit, fresh_sqlite, null_channels
 from models.db import make_engine, safe_url, upgrade
 from models.tables import OutboxMessage
 from sequences.catalog import SequenceCatalog
@@ -72,7 +71,7 @@ def _worker(url: str, batch: int, worker_id: str, start: Barrier, results: Any) 
     settings = Settings(
         database_url=url, sequences_dir=SEQUENCES, dispatch_batch_size=batch, secret_key="bench"
     )
-    channels = {"email": NullChannel(ChannelKind.EMAIL), "sms": NullChannel(ChannelKind.SMS)}
+    channels = null_channels(settings)
     dispatcher = Dispatcher(
         engine=make_engine(url),
         catalog=SequenceCatalog.open(SEQUENCES),

@@ -44,7 +44,6 @@ from sqlalchemy import Engine  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
     BENCH_DIR,
-    NullChannel,
     emit,
     fresh_sqlite,
     null_channels,
@@ -53,7 +52,6 @@ from benchmarks.common import (  # noqa: E402
     timed,
 )
 from benchmarks.dispatch import NOW, SEQUENCES, reset, setup  # noqa: E402
-from channels.base import ChannelKind  # noqa: E402
 from flows.dispatch import dispatch, dispatching_with, tick_dispatcher  # noqa: E402
 from flows.params import DispatchParams, load_settings  # noqa: E402
 from models.claims import ClaimedEnrollment  # noqa: E402
@@ -107,9 +105,12 @@ def environment(url: str, batch: int) -> Iterator[None]:
 
 
 def null_dispatcher(engine: Engine) -> Dispatcher:
-    channels = {"email": NullChannel(ChannelKind.EMAIL), "sms": NullChannel(ChannelKind.SMS)}
+    settings = load_settings()
     return Dispatcher(
-        engine=engine, catalog=SequenceCatalog.open(SEQUENCES), channels=channels, settings=load_settings()
+        engine=engine,
+        catalog=SequenceCatalog.open(SEQUENCES),
+        channels=null_channels(settings),
+        settings=settings,
     )
 
 

@@ -36,7 +36,7 @@ from models.db import read_only_connection
 from models.tables import Enrollment, EnrollmentState
 from spirale import runtime
 from spirale.dispatch import Dispatcher, DispatchReport
-from spirale.dispatch.parallel import ChannelFactory, dispatch_in_processes, drain
+from spirale.dispatch.parallel import ChannelFactory, dispatch_in_processes
 from spirale.settings import Settings
 
 SUMMARY_KEY = "dispatch-summary"
@@ -105,7 +105,7 @@ def dispatch_batches(
     """Claim and process due steps (of ``shard``) batch after batch until ``max_steps`` or nothing
     is due."""
     dispatcher = tick_dispatcher(settings, shard)
-    return drain(dispatcher, now, max_batches=-(-max_steps // dispatcher.settings.dispatch_batch_size))
+    return dispatcher.drain(now=now, max_batches=-(-max_steps // dispatcher.settings.dispatch_batch_size))
 
 
 @task(

@@ -4,16 +4,20 @@ file, an ISO-8601 start instant. Each problem stops the command with a clear mes
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from spirale.errors import SequenceError
+from spirale.errors import SequenceError, SpiraleError
 from spirale.settings import get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from sequences.schema import Sequence
 
 USAGE_ERROR = 2
@@ -23,6 +27,36 @@ def fail(message: str, *, code: int = USAGE_ERROR) -> NoReturn:
     """Print a clear message on stderr and stop (no traceback)."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def database_engine() -> Engine:
+    """The settings' database, migrated, or one clear error line (exit 1)."""
+    from spirale.runtime import database
+
+    with database_errors():
+        try:
+            return database(get_settings())
+        except SpiraleError as exc:
+            fail(str(exc), code=1)
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """A database failure becomes one clear line naming the database (password masked)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from models.db import safe_url
+
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        fail(f"cannot use the database {safe_url(get_settings().database_url)}: {_reason(exc)}", code=1)
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own message, without SQLAlchemy's statement echo (it may hold personal data)."""
+    original = getattr(exc, "orig", None)
+    return str(original or type(exc).__name__).strip().splitlines()[0]
 
 
 def read_lead(path: Path) -> dict[str, Any]:

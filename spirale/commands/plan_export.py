@@ -7,23 +7,17 @@ file cannot be written, 2 on a usage error.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from spirale.errors import SpiraleError
+from spirale.commands.inputs import database_engine, database_errors, fail
 from spirale.settings import get_settings
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from spirale.action_plan import ActionPlan
-
-USAGE_ERROR = 2
 
 
 def export_command(
@@ -42,21 +36,21 @@ def export_command(
     from spirale.plan_workbook import write_workbook
 
     if out.suffix.lower() != ".xlsx":
-        _fail(f"--out {out}: the action plan is an Excel workbook, name it *.xlsx")
+        fail(f"--out {out}: the action plan is an Excel workbook, name it *.xlsx")
     try:
         first = parse_instant(start) if start else utcnow()
     except ValueError:
-        _fail(f"--start {start!r} is not an ISO 8601 date or instant (e.g. 2027-01-04)")
+        fail(f"--start {start!r} is not an ISO 8601 date or instant (e.g. 2027-01-04)")
     settings = get_settings()
     costs = Costs(email=settings.cost_email, sms=settings.cost_sms, call=settings.cost_call)
     catalog = SequenceCatalog.open(settings.sequences_dir)
-    engine = _engine()
-    with _database_errors(), read_only_connection(engine) as conn:
+    engine = database_engine()
+    with database_errors(), read_only_connection(engine) as conn:
         plan = build_action_plan(conn, catalog=catalog, start=first, weeks=weeks, costs=costs)
     try:
         write_workbook(plan, out, generated_at=utcnow())
     except OSError as exc:
-        _fail(f"cannot write {out}: {exc}", code=1)
+        fail(f"cannot write {out}: {exc}", code=1)
     _report(plan, out)
 
 
@@ -72,32 +66,3 @@ def _report(plan: ActionPlan, out: Path) -> None:
     for warning in plan.warnings:
         typer.echo(f"warning: {warning}", err=True)
     console.print(f"wrote {out}")
-
-
-def _engine() -> Engine:
-    from spirale.runtime import database
-
-    with _database_errors():
-        try:
-            return database(get_settings())
-        except SpiraleError as exc:
-            _fail(str(exc), code=1)
-
-
-@contextmanager
-def _database_errors() -> Iterator[None]:
-    """A database failure becomes one clear line naming the database (password masked)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from models.db import safe_url
-
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or type(exc).__name__).strip().splitlines()[0]
-        _fail(f"cannot use the database {safe_url(get_settings().database_url)}: {reason}", code=1)
-
-
-def _fail(message: str, *, code: int = USAGE_ERROR) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)

@@ -7,21 +7,17 @@ Exit status: 0 on success, 1 when the database cannot be used, 2 on a usage erro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from spirale.errors import SpiraleError
-from spirale.settings import get_settings
+from spirale.commands.inputs import database_engine, database_errors, fail
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    pass
 
-USAGE_ERROR = 2
 
 privacy_app = typer.Typer(
     name="privacy",
@@ -45,8 +41,8 @@ def export_command(
     from spirale.privacy import export_lead
 
     address = _valid_email(email)
-    engine = _engine()
-    with _database_errors(), read_only_connection(engine) as conn:
+    engine = database_engine()
+    with database_errors(), read_only_connection(engine) as conn:
         data = export_lead(conn, email=address)
     text = json.dumps(data, ensure_ascii=False, indent=2)
     if data["lead"] is None:
@@ -72,9 +68,9 @@ def erase_command(
     if not yes and not typer.confirm(
         f"Erase every record of {address}? This cannot be undone", default=False
     ):
-        _fail("nothing erased", code=1)
-    engine = _engine()
-    with _database_errors(), engine.begin() as conn:
+        fail("nothing erased", code=1)
+    engine = database_engine()
+    with database_errors(), engine.begin() as conn:
         report = erase_lead(conn, email=address, now=utcnow())
     if not report.lead_found:
         typer.echo("no lead had this address", err=True)
@@ -96,8 +92,8 @@ def purge_command(
     from spirale.clock import utcnow
     from spirale.privacy import purge_inactive
 
-    engine = _engine()
-    with _database_errors(), engine.begin() as conn:
+    engine = database_engine()
+    with database_errors(), engine.begin() as conn:
         report = purge_inactive(conn, now=utcnow(), years=years, dry_run=dry_run)
     verb = "would purge" if dry_run else "purged"
     statuses = ", ".join(f"{status} {count}" for status, count in sorted(report.by_status.items()))
@@ -116,38 +112,4 @@ def _valid_email(email: str) -> str:
     try:
         return normalize_email(email)
     except ValueError as exc:
-        _fail(str(exc))
-
-
-def _engine() -> Engine:
-    from spirale.runtime import database
-
-    with _database_errors():
-        try:
-            return database(get_settings())
-        except SpiraleError as exc:
-            _fail(str(exc), code=1)
-
-
-@contextmanager
-def _database_errors() -> Iterator[None]:
-    """A database failure becomes one clear line naming the database (password masked)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from models.db import safe_url
-
-    try:
-        yield
-    except SQLAlchemyError as exc:
-        _fail(f"cannot use the database {safe_url(get_settings().database_url)}: {_reason(exc)}", code=1)
-
-
-def _reason(exc: BaseException) -> str:
-    """The driver's own message, without SQLAlchemy's statement echo (it may hold personal data)."""
-    original = getattr(exc, "orig", None)
-    return str(original or type(exc).__name__).strip().splitlines()[0]
-
-
-def _fail(message: str, *, code: int = USAGE_ERROR) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+        fail(str(exc))

@@ -78,15 +78,24 @@ class Dispatcher:
         """Send every step due at ``now`` (in batches), then return what happened."""
         report = DispatchReport()
         self.recovery.run(now=now, report=report)
-        batches = 0
-        while max_batches is None or batches < max_batches:
+        report.merge(self.drain(now=now, max_batches=max_batches))
+        return report
+
+    def drain(self, *, now: datetime, max_batches: int | None = None) -> DispatchReport:
+        """Claim and process batch after batch until nothing is due (or ``max_batches``)."""
+        report = DispatchReport()
+        last = 0
+        while max_batches is None or report.batches < max_batches:
             claimed = self.claim(now)
+            last = len(claimed)
             if not claimed:
                 break
-            batches += 1
-            report.claimed += len(claimed)
+            report.claimed += last
+            report.batches += 1
             self.process(claimed, now=now, report=report)
-        report.batches = batches
+        # A short last batch means nothing was left: only a full one at the limit may leave steps due.
+        if report.batches == max_batches and last >= self.settings.dispatch_batch_size:
+            report.stopped_full = 1
         return report
 
     def claim(self, now: datetime) -> list[ClaimedEnrollment]:

@@ -69,7 +69,7 @@ def dispatch_in_processes(
         dispatcher = build_dispatcher(settings, within, channels)
         if recover:
             dispatcher.recovery.run(now=now, report=report)
-        report.merge(drain(dispatcher, now, max_batches))
+        report.merge(dispatcher.drain(now=now, max_batches=max_batches))
         return report
     if recover:
         build_dispatcher(settings, within, channels).recovery.run(now=now, report=report)
@@ -107,24 +107,6 @@ def run_shard(
     (or ``max_batches``), then close the process's database connections."""
     dispatcher = build_dispatcher(settings, shard, channels)
     try:
-        return drain(dispatcher, now, max_batches)
+        return dispatcher.drain(now=now, max_batches=max_batches)
     finally:
         dispatcher.engine.dispose()
-
-
-def drain(dispatcher: Dispatcher, now: datetime, max_batches: int | None = None) -> DispatchReport:
-    """Claim and process batch after batch until nothing is due (or ``max_batches``)."""
-    report = DispatchReport()
-    last = 0
-    while max_batches is None or report.batches < max_batches:
-        claimed = dispatcher.claim(now)
-        last = len(claimed)
-        if not claimed:
-            break
-        report.claimed += last
-        report.batches += 1
-        dispatcher.process(claimed, now=now, report=report)
-    # A short last batch means nothing was left: only a full one at the limit may leave steps due.
-    if report.batches == max_batches and last >= dispatcher.settings.dispatch_batch_size:
-        report.stopped_full = 1
-    return report

@@ -4,6 +4,7 @@ in a handful of task runs, and the tick's report is published as a table artifac
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -36,16 +37,20 @@ def outbox_files(outbox_dir: Path) -> tuple[set[str], list[str]]:
     return emails, [json.loads(line)["outbox_id"] for line in lines]
 
 
-def test_ticks_send_each_due_step_once_in_a_few_task_runs(
-    spirale_env: Callable[..., Settings], engine: Engine, make_leads: MakeLeads, outbox_dir: Path
-) -> None:
-    spirale_env(SPIRALE_DISPATCH_BATCH_SIZE="10")
+def enroll_in_drip(engine: Engine, leads: list[uuid.UUID]) -> None:
+    """Enroll ``leads`` in the fixture ``drip`` sequence, first step due on Monday 09:00."""
     catalog = SequenceCatalog.open(FIXTURE_LIBRARY)
-    leads = make_leads(120, now=MONDAY_9H)
     with engine.begin() as conn:
         enroll_leads(
             conn, lead_ids=leads, sequence=catalog.get("drip"), version=catalog.version("drip"), now=MONDAY_9H
         )
+
+
+def test_ticks_send_each_due_step_once_in_a_few_task_runs(
+    spirale_env: Callable[..., Settings], engine: Engine, make_leads: MakeLeads, outbox_dir: Path
+) -> None:
+    spirale_env(SPIRALE_DISPATCH_BATCH_SIZE="10")
+    enroll_in_drip(engine, make_leads(120, now=MONDAY_9H))
     params = DispatchParams(now=MONDAY_9H, steps_per_task=50)
     state = dispatch(params, return_state=True)
     first = state.result()
@@ -89,12 +94,7 @@ def test_a_tick_with_two_processes_sends_each_due_step_once(
     spirale_env: Callable[..., Settings], engine: Engine, make_leads: MakeLeads, outbox_dir: Path
 ) -> None:
     spirale_env(SPIRALE_DISPATCH_BATCH_SIZE="10")
-    catalog = SequenceCatalog.open(FIXTURE_LIBRARY)
-    leads = make_leads(150, now=MONDAY_9H)
-    with engine.begin() as conn:
-        enroll_leads(
-            conn, lead_ids=leads, sequence=catalog.get("drip"), version=catalog.version("drip"), now=MONDAY_9H
-        )
+    enroll_in_drip(engine, make_leads(150, now=MONDAY_9H))
     state = dispatch(DispatchParams(now=MONDAY_9H, steps_per_task=40, processes=2), return_state=True)
     report = state.result()
     assert report.sent == {"email": 150}, report.summary()
