@@ -103,6 +103,12 @@ class ParsedBatch:
     ignored: int = 0
 
 
+def _not_json(constant: str) -> None:
+    # Python's json reads NaN and Infinity, which JSON (and PostgreSQL's json type) has not: such a
+    # value becomes null, so the event is stored instead of failing at the insert.
+    return None
+
+
 def parse_events(body: bytes) -> ParsedBatch:
     """Normalize a verified Event Webhook body (a JSON array of events).
 
@@ -111,7 +117,7 @@ def parse_events(body: bytes) -> ParsedBatch:
     makes SendGrid retry a whole batch forever.
     """
     try:
-        items = json.loads(body)
+        items = json.loads(body, parse_constant=_not_json)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise PayloadError(f"SendGrid body is not JSON: {type(exc).__name__}") from exc
     if not isinstance(items, list):

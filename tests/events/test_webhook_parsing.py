@@ -75,6 +75,15 @@ def test_sendgrid_events_are_normalized_with_their_dedup_key() -> None:
         parse_events(b'{"event": "click"}')
 
 
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
+def test_sendgrid_non_json_numbers_are_stored_as_null(constant: str) -> None:
+    """Python's json reads them, PostgreSQL's json column does not: they become null instead of
+    failing the insert (found by the webhook fuzz test on PostgreSQL)."""
+    body = f'[{{"event": "click", "timestamp": 1700000000, "extra": {constant}}}]'.encode()
+    (event,) = parse_events(body).events
+    assert event.payload["extra"] is None
+
+
 def test_twilio_verification_uses_the_public_url() -> None:
     verifier = TwilioWebhookVerifier("token", PUBLIC_URL + "/")
     params = {"MessageSid": "SM1", "MessageStatus": "sent"}
