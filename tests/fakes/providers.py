@@ -418,6 +418,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         fake, path = self.server.fake, urlsplit(self.path).path
         fake._enter()
+        self._in_flight = True
         try:
             if path == "/v3/mail/send":
                 fake.handle_send(self, fake.sendgrid)
@@ -426,7 +427,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self.reply(Reply.json(404, {"errors": [{"message": f"no route for POST {path}"}]}))
         finally:
-            fake._leave()
+            self._settle()
 
     def do_GET(self) -> None:
         match = _TWILIO_FETCH.fullmatch(urlsplit(self.path).path)
@@ -441,7 +442,15 @@ class _Handler(BaseHTTPRequestHandler):
     def read_body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
+    def _settle(self) -> None:
+        """The request stops counting as in flight once the answer starts: the client may send
+        its next request as soon as it has read this one, before this thread returns."""
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
+            self.server.fake._leave()
+
     def reply(self, reply: Reply) -> None:
+        self._settle()
         try:
             self.send_response(reply.status)
             for name, value in {**reply.headers, "Content-Length": str(len(reply.body))}.items():
@@ -454,6 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def drop(self) -> None:
         """Reset the connection without answering (SO_LINGER 0 turns close into a TCP RST)."""
+        self._settle()
         self.close_connection = True
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.rfile.close()
