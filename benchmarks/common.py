@@ -19,6 +19,7 @@ from sqlalchemy import Engine, Table
 
 from channels.base import ChannelKind, EmailMessage, SendOutcome, SendResult, SmsMessage
 from models.db import dispose_engine, make_engine, upgrade
+from models.ids import ordered_id
 from models.tables import Lead
 
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
@@ -40,7 +41,7 @@ def lead_rows(start: int, count: int, now: datetime) -> list[dict[str, Any]]:
     """Synthetic French leads with consent on both channels."""
     return [
         {
-            "id": uuid.uuid4(),
+            "id": ordered_id(),
             "email": f"contact{i}@entreprise{i % 997}.fr",
             "phone": f"+336{i:08d}",
             "first_name": "Camille",

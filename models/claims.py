@@ -27,10 +27,12 @@ cannot be lost between the check and the commit. ``worker_id`` must be unique pe
 (host, pid and a random part).
 
 **Shards.** A claim may be limited to one :class:`Shard` of the enrollments: the rows whose UUID's
-first byte, modulo ``count``, is ``index`` (:func:`shard_of`). The filter is computed in SQL
-(``get_byte(uuid_send(id), 0)`` on PostgreSQL; from the first two hex digits of the 32-char text on
-SQLite), so ``count`` workers given shards ``0..count-1`` split the due rows between them with no
-overlap; leases and fences still hold within each shard.
+last byte, modulo ``count``, is ``index`` (:func:`shard_of`). The last byte is random in every
+UUID version, including the time-ordered version 7 ids enrollments get (``models/ids.py``), whose
+first bytes are a timestamp. The filter is computed in SQL (``get_byte(uuid_send(id), 15)`` on
+PostgreSQL; from the last two hex digits of the 32-char text on SQLite), so ``count`` workers
+given shards ``0..count-1`` split the due rows between them with no overlap; leases and fences
+still hold within each shard.
 """
 
 from __future__ import annotations
@@ -88,26 +90,26 @@ class Shard:
 
 
 def shard_of(enrollment_id: uuid.UUID, count: int) -> int:
-    """The shard of an enrollment among ``count``: the first byte of its UUID modulo ``count``
+    """The shard of an enrollment among ``count``: the last byte of its UUID modulo ``count``
     (what the claim computes in SQL)."""
-    return enrollment_id.bytes[0] % count
+    return enrollment_id.bytes[15] % count
 
 
-def _first_byte(conn: Connection) -> ColumnElement[int]:
-    """The first byte of ``enrollments.id``, in SQL, for this connection's dialect."""
+def _last_byte(conn: Connection) -> ColumnElement[int]:
+    """The last byte of ``enrollments.id``, in SQL, for this connection's dialect."""
     if conn.dialect.name == "postgresql":
-        return type_coerce(func.get_byte(func.uuid_send(_E.id), 0), Integer)
-    # SQLite stores the UUID as 32 lowercase hex digits: the first two give the first byte.
+        return type_coerce(func.get_byte(func.uuid_send(_E.id), 15), Integer)
+    # SQLite stores the UUID as 32 lowercase hex digits: the last two give the last byte.
     text_id = type_coerce(_E.id, String)
     digits = literal(_HEX_DIGITS, String)
-    high = func.instr(digits, func.substr(text_id, 1, 1)) - 1
-    low = func.instr(digits, func.substr(text_id, 2, 1)) - 1
+    high = func.instr(digits, func.substr(text_id, 31, 1)) - 1
+    low = func.instr(digits, func.substr(text_id, 32, 1)) - 1
     return type_coerce(high * 16 + low, Integer)
 
 
 def in_shard(conn: Connection, shard: Shard) -> ColumnElement[bool]:
     """The condition that keeps the enrollments of ``shard``."""
-    return (_first_byte(conn) % shard.count) == shard.index
+    return (_last_byte(conn) % shard.count) == shard.index
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,13 +1,12 @@
 """Row ids that sort by creation time (UUID version 7, RFC 9562).
 
-The outbox gains a row per message: with random (version 4) ids, every insert lands on a random
-page of the primary-key index, so a batch of a thousand messages rewrites about a thousand pages.
-Version 7 ids start with the Unix time in milliseconds, so a batch's ids are neighbours at the end
-of the index and its inserts touch a handful of pages. They are still unique and unguessable
-(74 random bits) and remain ordinary UUIDs for the database and the API.
-
-Not for enrollments: dispatch shards split enrollments by the first byte of their id
-(``models.claims.shard_of``), which must stay random.
+Leads, enrollments and outbox rows get them. With random (version 4) ids, every insert lands on a
+random page of each index that starts with an id, so a dispatch batch of a thousand messages
+rewrites about a thousand pages of the outbox's ``(enrollment_id, ...)`` and ``(lead_id, ...)``
+indexes, and its enrollment lookups read as many. Version 7 ids start with the Unix time in
+milliseconds: leads imported and enrolled together are neighbours, so are the rows a batch
+touches. They are still unique and unguessable (74 random bits) and remain ordinary UUIDs for the
+database and the API. Dispatch shards use the last byte, which is random (``models.claims``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ form that left the box unticked.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from models.ids import ordered_id
 from models.tables import Lead, LeadStatus
 
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
@@ -120,7 +120,7 @@ def upsert_lead(session: Session, *, data: Mapping[str, Any] | BaseModel, now: d
     if lead is not None:
         _apply(lead, fields, now)
         return lead
-    lead = Lead(id=uuid.uuid4(), created_at=now, updated_at=now, attributes={})
+    lead = Lead(id=ordered_id(), created_at=now, updated_at=now, attributes={})
     _apply(lead, fields, now)
     try:
         with session.begin_nested():
@@ -190,7 +190,8 @@ class _BulkInsert:
             raise ValueError(f"unknown lead columns: {', '.join(sorted(unknown))}")
         full = {**base, **self.convert(row)}
         if "id" not in row:
-            full["id"] = self.processors["id"](uuid.uuid4()) if "id" in self.processors else uuid.uuid4()
+            new_id = ordered_id()
+            full["id"] = self.processors["id"](new_id) if "id" in self.processors else new_id
         return full if self.ordered is None else self.ordered(full)
 
 

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Table, select
 
+from models.ids import ordered_id
 from models.tables import Enrollment, EnrollmentState, Lead
 from sequences.planner import lead_zone, next_due
 from sequences.schema import Sequence as SequenceSpec
@@ -75,7 +76,7 @@ def _first_due_rows(
                 shared_due[key] = due
         rows.append(
             {
-                "id": uuid.uuid4(),
+                "id": ordered_id(),
                 "lead_id": lead_id,
                 "sequence_name": sequence.name,
                 "sequence_version": version,

@@ -17,7 +17,6 @@ attribute the fit rules can read.
 from __future__ import annotations
 
 import csv
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, select, update
 
+from models.ids import ordered_id
 from models.tables import Lead, LeadStatus
 from scoring.decay import decayed
 from scoring.engagement import record_moves
@@ -145,7 +145,7 @@ def _import_one(
 ) -> StatusMove:
     """Write one lead, qualify and score it; returns the status it should be routed to."""
     upserted = upsert_lead_row(
-        conn, lead, new_id=uuid.uuid4(), source=source, consent_source=source, consent_at=now, now=now
+        conn, lead, new_id=ordered_id(), source=source, consent_source=source, consent_at=now, now=now
     )
     report.created += upserted.created
     report.updated += not upserted.created

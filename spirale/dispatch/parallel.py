@@ -1,5 +1,5 @@
 """One dispatch tick run by several processes: each claims only its own shard of the due
-enrollments (``models.claims.Shard``: the first byte of the enrollment id modulo the number of
+enrollments (``models.claims.Shard``: the last byte of the enrollment id modulo the number of
 processes), so the processes never compete for a row and a step is still sent exactly once.
 
 Rendering and the send-time checks are CPU work that one Python process runs on one core; the
@@ -42,7 +42,7 @@ def split_shard(processes: int, within: Shard | None = None) -> list[Shard]:
     """The shards of ``processes`` processes that together cover ``within`` (everything if None).
 
     Process ``p`` of shard ``k`` out of ``S`` takes shard ``k + S*p`` out of ``S*processes``: an id
-    whose first byte ``b`` has ``b % (S*processes) == k + S*p`` also has ``b % S == k``."""
+    whose last byte ``b`` has ``b % (S*processes) == k + S*p`` also has ``b % S == k``."""
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
     index, count = (within.index, within.count) if within is not None else (0, 1)

@@ -4,7 +4,6 @@ PostgreSQL when SPIRALE_TEST_DATABASE_URL points at one."""
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections import Counter
@@ -16,6 +15,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from models.claims import ENROLLMENTS, Shard, claim_due, in_shard, shard_of
+from models.ids import ordered_id
 from models.leads import bulk_insert_leads
 
 pytestmark = pytest.mark.db
@@ -24,9 +24,10 @@ NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
 
 
-def ids_with_first_bytes(first_bytes: Sequence[int]) -> list[uuid.UUID]:
-    """Random UUIDs whose first byte is each of ``first_bytes`` in turn."""
-    return [uuid.UUID(bytes=bytes([first]) + os.urandom(15)) for first in first_bytes]
+def ids_with_last_bytes(last_bytes: Sequence[int]) -> list[uuid.UUID]:
+    """Time-ordered (version 7) UUIDs, as enrollments get, whose last byte is each of
+    ``last_bytes`` in turn: their first bytes are all the same timestamp."""
+    return [uuid.UUID(bytes=ordered_id().bytes[:15] + bytes([last])) for last in last_bytes]
 
 
 def seed(engine: Engine, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
@@ -65,8 +66,13 @@ def claimed_by(engine: Engine) -> dict[uuid.UUID, str | None]:
 
 
 def test_two_shards_partition_the_due_enrollments_exactly(engine: Engine) -> None:
-    # Every first byte twice (hex digits 0-9 and a-f in both places), then random ids.
-    ids = seed(engine, ids_with_first_bytes([*range(256), *range(256)]) + [uuid.uuid4() for _ in range(88)])
+    # Every last byte twice (hex digits 0-9 and a-f in both places), then random and v7 ids.
+    ids = seed(
+        engine,
+        ids_with_last_bytes([*range(256), *range(256)])
+        + [uuid.uuid4() for _ in range(44)]
+        + [ordered_id() for _ in range(44)],
+    )
     # Small batches, alternating between the shards, as two workers ticking side by side would.
     taken: dict[int, list[uuid.UUID]] = {0: [], 1: []}
     while True:
@@ -87,7 +93,7 @@ def test_two_shards_partition_the_due_enrollments_exactly(engine: Engine) -> Non
 
 @pytest.mark.parametrize("count", [3, 7, 256])
 def test_the_sql_shard_agrees_with_shard_of_for_every_row(engine: Engine, count: int) -> None:
-    ids = seed(engine, ids_with_first_bytes(range(256)))
+    ids = seed(engine, ids_with_last_bytes(range(256)))
     expected = Counter({index: 0 for index in range(count)})
     expected.update(shard_of(i, count) for i in ids)
     with engine.connect() as conn:
@@ -96,12 +102,12 @@ def test_the_sql_shard_agrees_with_shard_of_for_every_row(engine: Engine, count:
             found = set(conn.execute(query).scalars())
             assert {shard_of(i, count) for i in found} <= {index}, index
             assert len(found) == expected[index], index
-    # The first byte itself, for count 256: shard_of is the byte.
+    # The last byte itself, for count 256: shard_of is the byte.
     assert [shard_of(i, 256) for i in ids] == list(range(256))
 
 
 def test_a_shard_of_three_claims_only_its_rows_and_keeps_leases(engine: Engine) -> None:
-    ids = seed(engine, ids_with_first_bytes(range(0, 256, 2)))
+    ids = seed(engine, ids_with_last_bytes(range(0, 256, 2)))
     mine = {i for i in ids if shard_of(i, 3) == 2}
     first = claim(engine, "a", Shard(2, 3))
     assert set(first) == mine
@@ -116,7 +122,7 @@ def test_a_shard_of_three_claims_only_its_rows_and_keeps_leases(engine: Engine) 
 
 
 def test_no_shard_and_a_single_shard_claim_everything(engine: Engine) -> None:
-    ids = seed(engine, ids_with_first_bytes(range(0, 256, 5)))
+    ids = seed(engine, ids_with_last_bytes(range(0, 256, 5)))
     assert set(claim(engine, "all", None)) == set(ids)
     with engine.begin() as conn:
         single = claim_due(
@@ -165,6 +171,7 @@ def test_invalid_shards_are_refused_with_a_clear_message(index: int, count: int,
 
 def test_shard_labels_and_shard_of_bounds() -> None:
     assert Shard(1, 2).label == "1of2"
-    assert shard_of(uuid.UUID("ff" + "0" * 30), 256) == 255
-    assert shard_of(uuid.UUID("a1" + "f" * 30), 2) == 1  # 0xa1 = 161
+    assert shard_of(uuid.UUID("0" * 30 + "ff"), 256) == 255
+    assert shard_of(uuid.UUID("f" * 30 + "a1"), 2) == 1  # 0xa1 = 161
+    assert shard_of(uuid.UUID("f" * 30 + "a0"), 2) == 0  # the first bytes (a v7 timestamp) do not count
     assert shard_of(uuid.UUID("0" * 32), 7) == 0
