@@ -4,14 +4,18 @@ once, by the process whose shard holds its enrollment, through the real local ou
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
+from channels.base import AnyChannel as DeliveryChannel
+from channels.registry import build_channels
 from models.claims import Shard, shard_of
 from models.tables import Enrollment, OutboxMessage
 from spirale.dispatch.parallel import default_processes, dispatch_in_processes, split_shard
@@ -84,6 +88,44 @@ def test_three_processes_append_sms_lines_without_losing_one(
         ).all()
     assert outbox_ids == {str(row_id) for row_id in sms_rows}
     assert held == []  # every claim was released by the write that advanced it
+
+
+def outbox_from_environment(settings: Settings) -> Mapping[str, DeliveryChannel]:
+    """Local outbox channels in the directory ``TEST_OUTBOX_DIR`` names (read in the process)."""
+    return build_channels(settings.model_copy(update={"outbox_dir": Path(os.environ["TEST_OUTBOX_DIR"])}))
+
+
+def test_processes_work_in_the_callers_directory_and_environment_of_the_moment(
+    database_url: str,
+    engine: Engine,
+    tmp_path: Path,
+    make_leads: MakeLeads,
+    enroll: Enroll,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The processes are forked from a server started once: a relative outbox directory lands under
+    the caller's working directory of this tick, and they see the environment of this tick, not
+    those of the moment that server started."""
+    settings = process_settings(database_url, Path("relative-outbox"))
+    first, here = tmp_path / "first", tmp_path / "elsewhere"
+    first.mkdir()
+    here.mkdir()
+    monkeypatch.chdir(first)
+    monkeypatch.setenv("TEST_OUTBOX_DIR", "from-the-first-tick")
+    dispatch_in_processes(settings, now=MONDAY_9H, processes=2)  # starts the server if needed
+    leads = make_leads(30)
+    enroll(leads, "drip")
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("TEST_OUTBOX_DIR", "from-the-environment")
+
+    relative = dispatch_in_processes(settings, now=MONDAY_9H, processes=2)
+    enroll(make_leads(20), "drip")
+    from_env = dispatch_in_processes(settings, now=MONDAY_9H, processes=2, channels=outbox_from_environment)
+
+    assert relative.sent["email"] == 30 and from_env.sent["email"] == 20
+    assert len(list((here / "relative-outbox" / "email").glob("*.eml"))) == 30
+    assert len(list((here / "from-the-environment" / "email").glob("*.eml"))) == 20
+    assert not (first / "from-the-first-tick").exists()
 
 
 def test_one_process_runs_in_place_and_bad_counts_are_refused(
