@@ -1,4 +1,4 @@
-"""Bulk writes for the dispatch hot loop.
+"""Bulk writes and reads for the dispatch hot loop.
 
 SQLAlchemy's per-row parameter processing (type decorators, UUID and datetime processors) costs
 more than SQLite's own work at tens of thousands of rows per second. On SQLite these helpers
@@ -6,6 +6,7 @@ convert values once, in the exact storage format SQLAlchemy itself uses (UUIDs a
 datetimes as naive-UTC ``YYYY-MM-DD HH:MM:SS.ffffff`` text, JSON as text), and hand the rows to the
 driver's ``executemany``. Other databases go through ordinary Core statements, whose drivers
 adapt these types natively. Both paths write identical data (the test suite runs on both).
+:class:`SqliteReader` is the way back, for the batch reads of the same loop.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
 
-def _sqlite_datetime(value: datetime) -> str:
+def sqlite_instant(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: pass a timezone-aware instant")
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -47,7 +48,7 @@ def sqlite_value(value: Any) -> Any:
     if kind is uuid.UUID:
         return value.hex
     if kind is datetime:
-        return _sqlite_datetime(value)
+        return sqlite_instant(value)
     if kind is dict or kind is list:
         return json.dumps(value)
     if isinstance(value, str | int | float | type(None)):
@@ -84,7 +85,7 @@ class _Converter:
             return None
         text = self.instants.get(value)
         if text is None:
-            text = self.instants[value] = _sqlite_datetime(value)
+            text = self.instants[value] = sqlite_instant(value)
         return text
 
     def row(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -92,6 +93,29 @@ class _Converter:
         for index, convert in self._converted:
             values[index] = convert(values[index])
         return tuple(values)
+
+
+class SqliteReader:
+    """Turns raw SQLite values back into what SQLAlchemy returns for our column types: UUIDs from
+    their 32-char hex, aware UTC datetimes from their text. A batch reads a handful of distinct
+    instants (the due time of a thousand rows, ``now``), so each text is parsed once."""
+
+    __slots__ = ("_instants",)
+
+    def __init__(self) -> None:
+        self._instants: dict[str, datetime] = {}
+
+    def instant(self, text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        value = self._instants.get(text)
+        if value is None:
+            value = self._instants[text] = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return value
+
+    @staticmethod
+    def uuid(text: str) -> uuid.UUID:
+        return uuid.UUID(hex=text)
 
 
 def _hex(value: uuid.UUID | None) -> str | None:
@@ -181,5 +205,5 @@ def move_state(
         f"UPDATE {table.name} SET state = ?, updated_at = ? "
         "WHERE id IN (SELECT value FROM json_each(?)) AND +state = ? RETURNING id"
     )
-    params = (to_state, _sqlite_datetime(now), json.dumps(list(by_hex)), from_state)
+    params = (to_state, sqlite_instant(now), json.dumps(list(by_hex)), from_state)
     return {by_hex[row[0]] for row in conn.exec_driver_sql(sql, params)}

@@ -55,6 +55,35 @@ def next_due(
     return _place(sequence, index, _due(sequence, index, previous_at, lead_key), tz, country)
 
 
+class DuePlanner:
+    """:func:`next_due` for many leads at once, as a dispatch batch or a bulk enrollment needs it.
+
+    Leads stepped at the same instant mostly share a due minute, time zone and country; where they
+    do, the send-window placement (holidays, quiet hours) is computed once. Keep one per batch."""
+
+    __slots__ = ("_placed",)
+
+    def __init__(self) -> None:
+        self._placed: dict[tuple[int, int, datetime, ZoneInfo, str], tuple[Sequence, WindowDecision]] = {}
+
+    def next_due(
+        self,
+        sequence: Sequence,
+        index: int,
+        previous_at: datetime,
+        *,
+        tz: ZoneInfo,
+        country: str,
+        lead_key: str,
+    ) -> WindowDecision:
+        due = _due(sequence, index, previous_at, lead_key)
+        key = (id(sequence), index, due, tz, country)
+        cached = self._placed.get(key)
+        if cached is None or cached[0] is not sequence:
+            cached = self._placed[key] = (sequence, _place(sequence, index, due, tz, country))
+        return cached[1]
+
+
 def plan(
     sequence: Sequence,
     lead: Mapping[str, Any],

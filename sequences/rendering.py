@@ -33,6 +33,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, Template, TemplateError, TemplateNotFound, TemplateSyntaxError, nodes
 from jinja2.exceptions import UndefinedError
 from jinja2.parser import Parser
+from jinja2.runtime import Context
 
 from sequences.sandbox import (
     MAX_ALLOCATION,
@@ -178,6 +179,7 @@ class Renderer:
         self._exists: dict[str, bool] = {}
         self._inline: dict[str, Template] = {}
         self._conditions: dict[str, Template] = {}
+        self._global_keys: dict[Template, set[str]] = {}
 
     # --- templates --------------------------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class Renderer:
     def _stream(self, template: Template, context: Mapping[str, Any], label: str) -> str:
         """``Template.generate`` without its per-render copies of the globals, and with an output cap."""
         flat_globals = self._html_globals if template.environment is self._html_env else self._text_globals
-        jinja_context = template.new_context({**flat_globals, **context}, shared=True)
+        jinja_context = self._new_context(template, {**flat_globals, **context})
         parts: list[str] = []
         size = 0
         try:
@@ -262,6 +264,17 @@ class Renderer:
             # Maps the traceback onto template lines and re-raises, as ``Template.generate`` does.
             template.environment.handle_exception()
         return "".join(parts)
+
+    def _new_context(self, template: Template, variables: dict[str, Any]) -> Context:
+        """``template.new_context(variables, shared=True)``, except that the names of the template's
+        globals are listed once per template instead of walking its ``ChainMap`` on every render."""
+        keys = self._global_keys.get(template)
+        if keys is None:
+            keys = self._global_keys[template] = set(template.globals)
+        environment = template.environment
+        context = environment.context_class(environment, variables, template.name, template.blocks)
+        context.globals_keys = keys  # read only: Jinja subtracts from it, never adds
+        return context
 
     def render_step(
         self, sequence: Sequence, step: Step, variant_id: str | None, context: Mapping[str, Any]
@@ -330,7 +343,7 @@ class Renderer:
         template = self.compile_condition(expression)
         token = open_budget(self.max_seconds, self.max_allocation)
         try:
-            context = template.new_context({**self._text_globals, "lead": lead}, shared=True)
+            context = self._new_context(template, {**self._text_globals, "lead": lead})
             for _ in template.root_render_func(context):
                 pass
             return bool(context.vars["result"])

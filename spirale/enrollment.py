@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Table, select
 
 from models.ids import ordered_id
 from models.tables import Enrollment, EnrollmentState, Lead
-from sequences.planner import lead_zone, next_due
+from sequences.planner import DuePlanner, lead_zone
 from sequences.schema import Sequence as SequenceSpec
 from spirale.dispatch.writes import insert_ignoring_duplicates
 
@@ -59,9 +59,9 @@ def _first_due_rows(
 ) -> list[dict[str, object]]:
     query = select(LEADS.c.id, LEADS.c.timezone, LEADS.c.country).where(LEADS.c.id.in_(lead_ids))
     zones: dict[tuple[str, str], tuple[ZoneInfo, str]] = {}
-    # Everyone is enrolled at the same ``now``: without jitter the first due time depends only on
-    # the lead's zone and country, so it is computed once per zone, not once per lead.
-    shared_due: dict[tuple[str, str], datetime] = {}
+    # Everyone is enrolled at the same ``now``: the window placement of the first due time is
+    # computed once per due minute, zone and country, not once per lead.
+    planner = DuePlanner()
     rows: list[dict[str, object]] = []
     for lead_id, timezone, country in conn.execute(query):
         key = (timezone or "", country or "")
@@ -69,11 +69,7 @@ def _first_due_rows(
         if zone is None:
             zone = zones[key] = lead_zone(sequence, {"timezone": timezone or "", "country": country or ""})
         tz, lead_country = zone
-        due = shared_due.get(key) if sequence.jitter is None else None
-        if due is None:
-            due = next_due(sequence, 0, now, tz=tz, country=lead_country, lead_key=str(lead_id)).at
-            if sequence.jitter is None:
-                shared_due[key] = due
+        due = planner.next_due(sequence, 0, now, tz=tz, country=lead_country, lead_key=str(lead_id)).at
         rows.append(
             {
                 "id": ordered_id(),

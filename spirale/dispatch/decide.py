@@ -15,7 +15,7 @@ from models.claims import ClaimedEnrollment
 from models.suppressions import address_hash
 from models.tables import EnrollmentState, EventType, OutboxState
 from scoring.promotion import PromotionRecord, effective_step
-from sequences.planner import cycle_due, lead_zone, next_due
+from sequences.planner import DuePlanner, cycle_due, lead_zone
 from sequences.schema import Channel, ExitCondition, Sequence, Step
 from sequences.variants import HOLDOUT, assign_variant, experiment_step
 from sequences.windows import is_allowed, next_allowed
@@ -68,6 +68,8 @@ class StepDecider:
     cap_window: timedelta
     _now: datetime = field(init=False)
     _zones: dict[tuple[str, str, str], tuple[ZoneInfo, str]] = field(default_factory=dict)
+    _planner: DuePlanner = field(default_factory=DuePlanner)
+    _open: dict[tuple[int, Channel, ZoneInfo, str], tuple[Sequence, bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._now = self.writes.now
@@ -167,7 +169,9 @@ class StepDecider:
             )
             return
         tz, country = self._zone(sequence, lead)
-        due = next_due(sequence, index, previous_at, tz=tz, country=country, lead_key=lead["key"]).at
+        due = self._planner.next_due(
+            sequence, index, previous_at, tz=tz, country=country, lead_key=lead["key"]
+        ).at
         self.writes.advance(row.id, step_index=index, cycle=row.cycle, next_due_at=due, last_step_at=last)
 
     # -- deferrals --------------------------------------------------------------------------
@@ -181,9 +185,17 @@ class StepDecider:
         if step.transactional:
             return True
         tz, country = self._zone(sequence, lead)
-        window = sequence.window_for(step.channel)
-        if is_allowed(self._now, window, tz, country):
+        # ``now`` is the batch's: whether the window is open depends on the zone and country only.
+        key = (id(sequence), step.channel, tz, country)
+        cached = self._open.get(key)
+        if cached is None or cached[0] is not sequence:
+            cached = self._open[key] = (
+                sequence,
+                is_allowed(self._now, sequence.window_for(step.channel), tz, country),
+            )
+        if cached[1]:
             return True
+        window = sequence.window_for(step.channel)
         self._defer(row, next_allowed(self._now, window, tz, country, step.channel.value).at, "window")
         return False
 

@@ -54,8 +54,10 @@ def load_facts(conn: Connection, *, worker_id: str, now: datetime, cap_window: t
     """The leads, suppressions, recent sends, assignments, exit events and promotions of the batch
     currently leased to ``worker_id``."""
     batch_leads = select(ENROLLMENTS.c.lead_id).where(ENROLLMENTS.c.claimed_by == worker_id)
-    query = select(*LEAD_COLUMNS).where(LEADS.c.id.in_(batch_leads))
-    leads = _leads(conn, query)
+    if conn.dialect.name == "sqlite":
+        leads = _sqlite_leads(conn, worker_id)
+    else:
+        leads = _leads(conn, select(*LEAD_COLUMNS).where(LEADS.c.id.in_(batch_leads)))
     return BatchFacts(
         leads=leads,
         suppressed=_suppressed(conn, leads.values()),
@@ -77,6 +79,23 @@ def _leads(conn: Connection, query: Any) -> dict[uuid.UUID, dict[str, Any]]:
         values[0]: lead_facts(dict(zip(LEAD_FIELDS, values, strict=True)))
         for values in conn.execute(query).all()
     }
+
+
+_SQLITE_LEADS = (
+    f"SELECT {', '.join(LEAD_FIELDS)} FROM leads "
+    "WHERE id IN (SELECT lead_id FROM enrollments WHERE claimed_by = ?)"
+)
+
+
+def _sqlite_leads(conn: Connection, worker_id: str) -> dict[uuid.UUID, dict[str, Any]]:
+    """``_leads`` as SQL text: ids from their hex, flags from 0/1; every other field is text."""
+    leads: dict[uuid.UUID, dict[str, Any]] = {}
+    for values in conn.exec_driver_sql(_SQLITE_LEADS, (worker_id,)).fetchall():
+        row = dict(zip(LEAD_FIELDS, values, strict=True))
+        row["id"] = lead_id = uuid.UUID(hex=values[0])
+        row["consent_email"], row["consent_sms"] = bool(row["consent_email"]), bool(row["consent_sms"])
+        leads[lead_id] = lead_facts(row)
+    return leads
 
 
 def _suppressed(conn: Connection, leads: Iterable[dict[str, Any]]) -> dict[str, set[str]]:

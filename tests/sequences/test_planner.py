@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sequences.planner import PlannedStep, lead_key, lead_zone, next_due, plan
+from sequences.planner import DuePlanner, PlannedStep, lead_key, lead_zone, next_due, plan
 from sequences.schema import Channel, Sequence
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -276,3 +276,40 @@ def test_by_default_conditions_use_the_sequence_language_evaluator() -> None:
     with_phone = plan(seq, {**LEAD, "phone": "+33612345678"}, start)
     assert [p.skipped for p in without_phone] == [False, True]
     assert [p.skipped for p in with_phone] == [False, False]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    starts=st.lists(
+        st.datetimes(
+            min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    zones=st.lists(
+        st.tuples(st.sampled_from(["Europe/Paris", "America/New_York"]), st.sampled_from(["FR", "DE", "US"]))
+    ),
+    jitter=st.sampled_from([None, "20m", "3h"]),
+)
+def test_the_batch_planner_agrees_with_next_due_for_every_lead(
+    starts: list[datetime], zones: list[tuple[str, str]], jitter: str | None
+) -> None:
+    """One ``DuePlanner`` reused over many leads, instants, zones and two sequences gives exactly
+    what ``next_due`` gives each of them alone."""
+    fields: dict[str, Any] = {"spacing": {"golden": {"first": "1d", "ratio": 1.618}}}
+    if jitter:
+        fields["jitter"] = jitter
+    sequences = [
+        sequence([email("welcome"), sms("nudge"), email("last")], **fields),
+        sequence([sms("hello"), email("follow-up", transactional=True), sms("bye")], **fields),
+    ]
+    starts = [datetime(2026, 7, 13, 8, 0, tzinfo=UTC), *starts]  # step 1 due on 14 July: a holiday in FR only
+    planner = DuePlanner()
+    for n in range(120):
+        seq = sequences[n % 2]
+        tz_name, country = zones[n % len(zones)] if zones else ("Europe/Paris", "FR")
+        tz = ZoneInfo(tz_name)
+        previous, index, key = starts[n % len(starts)], 1 + n % 2, f"lead-{n % 7}"
+        expected = next_due(seq, index, previous, tz=tz, country=country, lead_key=key)
+        assert planner.next_due(seq, index, previous, tz=tz, country=country, lead_key=key) == expected
