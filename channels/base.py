@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeAlias, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
 
 from channels.retry import RetryPolicy
 from spirale.errors import ChannelError, UnknownOutcomeError
@@ -64,9 +64,8 @@ class SmsMessage:
 Message: TypeAlias = EmailMessage | SmsMessage
 
 
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """What the provider said when it accepted a message."""
+class SendResult(NamedTuple):
+    """What the provider said when it accepted a message (built once per message sent)."""
 
     provider_message_id: str | None
     segments: int | None = None

@@ -24,11 +24,10 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import FileSystemLoader, Template, TemplateError, TemplateNotFound, TemplateSyntaxError, nodes
 from jinja2.exceptions import UndefinedError
@@ -70,8 +69,7 @@ SAMPLE_SENDER: Mapping[str, str] = MappingProxyType({"name": "Spirale", "email":
 _TEMPLATE_FAULTS = (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, RecursionError)
 
 
-@dataclass(frozen=True, slots=True)
-class RenderedMessage:
+class RenderedMessage(NamedTuple):
     """What a step sends: an email has a subject, HTML and text; an SMS or a task has text only."""
 
     subject: str | None
