@@ -22,6 +22,7 @@ from spirale.dispatch.writes import insert_ignoring_duplicates
 ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 CHUNK = 5000
+LIVE_STATES = (EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)
 
 
 @dataclass(frozen=True)
@@ -45,25 +46,41 @@ def enroll_leads(
     ids = list(dict.fromkeys(lead_ids))
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        rows = _first_due_rows(conn, chunk, sequence, version, now)
+        rows, live = _first_due_rows(conn, chunk, sequence, version, now)
         inserted = insert_ignoring_duplicates(conn, ENROLLMENTS, rows)
         if inserted < 0:  # the driver does not count an executemany: count the live rows instead
-            inserted = len(rows) - _already_live(conn, chunk, sequence.name, rows)
+            inserted = len(rows) - _already_live(conn, sequence.name, rows)
         enrolled += inserted
-        already += len(rows) - inserted
+        # Live when read, or enrolled by a concurrent enroller since (the unique index said so).
+        already += live + len(rows) - inserted
     return EnrollResult(enrolled=enrolled, already=already)
 
 
 def _first_due_rows(
     conn: Connection, lead_ids: Sequence[uuid.UUID], sequence: SequenceSpec, version: str, now: datetime
-) -> list[dict[str, object]]:
-    query = select(LEADS.c.id, LEADS.c.timezone, LEADS.c.country).where(LEADS.c.id.in_(lead_ids))
+) -> tuple[list[dict[str, object]], int]:
+    """New enrollment rows for the leads of ``lead_ids`` not live in ``sequence`` yet, and how many
+    are (skipped here, so that re-running an enrollment is a read, not a thousand refused inserts)."""
+    is_live = (
+        select(ENROLLMENTS.c.id)
+        .where(
+            ENROLLMENTS.c.lead_id == LEADS.c.id,
+            ENROLLMENTS.c.sequence_name == sequence.name,
+            ENROLLMENTS.c.state.in_(LIVE_STATES),
+        )
+        .exists()
+    )
+    query = select(LEADS.c.id, LEADS.c.timezone, LEADS.c.country, is_live).where(LEADS.c.id.in_(lead_ids))
     zones: dict[tuple[str, str], tuple[ZoneInfo, str]] = {}
     # Everyone is enrolled at the same ``now``: the window placement of the first due time is
     # computed once per due minute, zone and country, not once per lead.
     planner = DuePlanner()
     rows: list[dict[str, object]] = []
-    for lead_id, timezone, country in conn.execute(query):
+    live = 0
+    for lead_id, timezone, country, already in conn.execute(query):
+        if already:
+            live += 1
+            continue
         key = (timezone or "", country or "")
         zone = zones.get(key)
         if zone is None:
@@ -88,17 +105,15 @@ def _first_due_rows(
                 "lease_until": None,
             }
         )
-    return rows
+    return rows, live
 
 
-def _already_live(
-    conn: Connection, lead_ids: Sequence[uuid.UUID], sequence_name: str, rows: list[dict[str, object]]
-) -> int:
+def _already_live(conn: Connection, sequence_name: str, rows: list[dict[str, object]]) -> int:
     """How many of ``rows`` were not inserted: their lead's live enrollment is another row."""
     ours = {row["id"] for row in rows}
     query = select(ENROLLMENTS.c.id).where(
-        ENROLLMENTS.c.lead_id.in_(lead_ids),
+        ENROLLMENTS.c.lead_id.in_([row["lead_id"] for row in rows]),
         ENROLLMENTS.c.sequence_name == sequence_name,
-        ENROLLMENTS.c.state.in_((EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)),
+        ENROLLMENTS.c.state.in_(LIVE_STATES),
     )
     return sum(1 for enrollment_id in conn.execute(query).scalars() if enrollment_id not in ours)

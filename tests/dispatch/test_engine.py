@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select, text, update
 
 from models.suppressions import suppress
 from models.tables import Enrollment, Event, OutboxMessage, SalesTask, VariantAssignment
@@ -432,3 +432,8 @@ def test_enrolling_again_is_idempotent_and_counted(
     assert (again.enrolled, again.already) == (15, 25)
     with engine.connect() as conn:
         assert len(conn.execute(select(ENROLLMENTS.c.id)).all()) == 40
+    # An enrollment that ended is not live: its lead can be enrolled again, the others cannot.
+    with engine.begin() as conn:
+        conn.execute(update(ENROLLMENTS).where(ENROLLMENTS.c.lead_id == leads[0]).values(state="exited"))
+        third = enroll_leads(conn, lead_ids=leads[:3], sequence=sequence, version=version, now=MONDAY_9H)
+    assert (third.enrolled, third.already) == (1, 2)
