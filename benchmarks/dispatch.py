@@ -154,6 +154,7 @@ def main() -> None:
     for report, count in zip(reports, (single_n, sent), strict=True):
         assert count == args.leads, f"sent {count} of {args.leads}: {report.summary()}"
     report = reports[-1]
+    phases = reports[0].per_step_us()
     value, base, single = sent / real_s, raw_n / raw_s, single_n / single_s
     memory = max(peak_memory_mb(), peak_child_memory_mb())
     emit(
@@ -171,6 +172,7 @@ def main() -> None:
             "one_process": round(single),
             "one_process_ratio": round(single / base, 3),
             "peak_memory_mb": round(memory),
+            "one_process_us_per_step": {k: round(v, 1) for k, v in phases.items()},
             "sent": dict(report.sent),
         },
         [
@@ -180,6 +182,7 @@ def main() -> None:
             f"baseline raw claim+advance (same run): {raw_n:,} rows in {raw_s:.1f} s = {base:,.0f} rows/s",
             f"ratio dispatch/baseline: {value / base:.2f} ({args.processes} processes), "
             f"{single / base:.2f} (one); peak memory per process {memory:.0f} MB",
+            "one process, µs per step: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()),
             f"report: {report.summary()}",
         ],
     )

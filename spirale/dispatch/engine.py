@@ -86,7 +86,8 @@ class Dispatcher:
         report = DispatchReport()
         last = 0
         while max_batches is None or report.batches < max_batches:
-            claimed = self.claim(now)
+            with report.timed("claim"):
+                claimed = self.claim(now)
             last = len(claimed)
             if not claimed:
                 break
@@ -114,7 +115,7 @@ class Dispatcher:
         """Decide, write, send and record one claimed batch."""
         writes = self.decide(claimed, now=now, report=report)
         try:
-            with write_transaction(self.engine) as conn:
+            with report.timed("write"), write_transaction(self.engine) as conn:
                 flush_decisions(conn, writes)
         except LeaseLostError:
             # Nothing of this batch was written; the rows are (or will be) another worker's.
@@ -129,7 +130,7 @@ class Dispatcher:
         """Run every send-time check on a claimed batch and render its messages (no writes)."""
         writes = BatchWrites(now=now, worker_id=self.worker_id)
         # A read: on SQLite it must not take the write lock other dispatchers are waiting for.
-        with read_only_connection(self.engine) as conn:
+        with report.timed("read"), read_only_connection(self.engine) as conn:
             facts = load_facts(conn, worker_id=self.worker_id, now=now, cap_window=self.cap_window)
         decider = StepDecider(
             facts=facts,
@@ -139,6 +140,17 @@ class Dispatcher:
             cap_count=self.settings.frequency_cap_count,
             cap_window=self.cap_window,
         )
+        with report.timed("decide"):
+            self._decide_rows(claimed, decider, writes, report)
+        return writes
+
+    def _decide_rows(
+        self,
+        claimed: Sequence[ClaimedEnrollment],
+        decider: StepDecider,
+        writes: BatchWrites,
+        report: DispatchReport,
+    ) -> None:
         for row in claimed:
             try:
                 sequence = self.catalog.get(row.sequence_name)
@@ -153,7 +165,6 @@ class Dispatcher:
                 )
                 continue
             decider.decide(row, sequence)
-        return writes
 
     def release(self, ids: Sequence[uuid.UUID]) -> None:
         with self.engine.begin() as conn:

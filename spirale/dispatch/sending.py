@@ -54,7 +54,8 @@ class SendRecorder:
             return
         # Only rows this call moved from pending to sending are sent: a concurrent recoverer that
         # picked the same orphan gets none of them.
-        moved = self._mark_sending([s.outbox_id for s in sends], now)
+        with report.timed("mark"):
+            moved = self._mark_sending([s.outbox_id for s in sends], now)
         by_channel: dict[str, list[PendingSend]] = defaultdict(list)
         for send in sends:
             if send.outbox_id in moved:
@@ -64,10 +65,11 @@ class SendRecorder:
         records: list[dict[str, Any]] = []
         to_suppress: list[tuple[str, str, str]] = []
         for channel_kind, group in by_channel.items():
-            outcomes = self.channels[channel_kind].send_many([s.message for s in group])
+            with report.timed("send"):
+                outcomes = self.channels[channel_kind].send_many([s.message for s in group])
             for send, outcome in zip(group, outcomes, strict=True):
                 records.append(self._record(send, outcome, now, report, to_suppress))
-        with write_transaction(self.engine) as conn:
+        with report.timed("record"), write_transaction(self.engine) as conn:
             update_rows(
                 conn,
                 OUTBOX,
