@@ -96,9 +96,9 @@ class _Converter:
 
 
 class SqliteReader:
-    """Turns raw SQLite values back into what SQLAlchemy returns for our column types: UUIDs from
-    their 32-char hex, aware UTC datetimes from their text. A batch reads a handful of distinct
-    instants (the due time of a thousand rows, ``now``), so each text is parsed once."""
+    """Turns SQLite's datetime text back into the aware UTC datetimes SQLAlchemy returns for our
+    column type. A batch reads a handful of distinct instants (the due time of a thousand rows,
+    ``now``), so each text is parsed once."""
 
     __slots__ = ("_instants",)
 
@@ -112,10 +112,6 @@ class SqliteReader:
         if value is None:
             value = self._instants[text] = datetime.fromisoformat(text).replace(tzinfo=UTC)
         return value
-
-    @staticmethod
-    def uuid(text: str) -> uuid.UUID:
-        return uuid.UUID(hex=text)
 
 
 def _hex(value: uuid.UUID | None) -> str | None:

@@ -60,7 +60,7 @@ from sqlalchemy import (
     update,
 )
 
-from models.bulk import SqliteReader, sqlite_instant
+from models.bulk import SqliteReader
 from models.tables import Enrollment, EnrollmentState
 
 ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
@@ -153,6 +153,8 @@ _RETURNED = (
     _E.last_step_at,
     _E.enrolled_at,
 )
+#: The same columns without SQLAlchemy's result processing (ids as hex, instants as text).
+_RETURNED_RAW = tuple(type_coerce(column, String).label(column.name) for column in _RETURNED)
 
 
 def claim_due(
@@ -172,10 +174,6 @@ def claim_due(
     """
     if limit <= 0:
         return []
-    if conn.dialect.name == "sqlite":
-        claimed = _sqlite_claim(conn, now=now, worker_id=worker_id, limit=limit, lease=lease, shard=shard)
-        claimed.sort(key=lambda c: c.next_due_at)  # RETURNING order is unspecified
-        return claimed
     conditions = [
         _E.state == EnrollmentState.ACTIVE.value,
         _E.next_due_at <= now,
@@ -191,42 +189,24 @@ def claim_due(
         .with_for_update(skip_locked=True)  # rendered on PostgreSQL, ignored by SQLite
     )
     statement = (
-        update(ENROLLMENTS)
-        .where(_claimable(conn, due))
-        .values(claimed_by=worker_id, lease_until=now + lease)
-        .returning(*_RETURNED)
+        update(ENROLLMENTS).where(_claimable(conn, due)).values(claimed_by=worker_id, lease_until=now + lease)
     )
-    claimed = [ClaimedEnrollment(*row) for row in conn.execute(statement).all()]
+    if conn.dialect.name == "sqlite":
+        claimed = _from_sqlite(conn.execute(statement.returning(*_RETURNED_RAW)).all())
+    else:
+        claimed = [ClaimedEnrollment(*row) for row in conn.execute(statement.returning(*_RETURNED)).all()]
     claimed.sort(key=lambda c: c.next_due_at)  # RETURNING order is unspecified
     return claimed
 
 
-def _sqlite_claim(
-    conn: Connection, *, now: datetime, worker_id: str, limit: int, lease: timedelta, shard: Shard | None
-) -> list[ClaimedEnrollment]:
-    """The same claim as SQL text, its rows converted by :class:`SqliteReader` instead of
+def _from_sqlite(rows: Sequence[Any]) -> list[ClaimedEnrollment]:
+    """Claimed rows read as SQLite stores them (``_RETURNED_RAW``) and converted here, not by
     SQLAlchemy's per-value processors: the batch's thousand due times are a few distinct texts."""
-    in_this_shard = ""
-    if shard is not None and shard.count > 1:
-        condition = in_shard(conn, shard).compile(
-            dialect=conn.dialect, compile_kwargs={"literal_binds": True}
-        )
-        in_this_shard = f" AND {condition}"
-    sql = (
-        "UPDATE enrollments SET claimed_by = ?, lease_until = ? WHERE id IN ("
-        "SELECT id FROM enrollments WHERE state = ? AND next_due_at <= ? "
-        f"AND (lease_until IS NULL OR lease_until <= ?){in_this_shard} ORDER BY next_due_at LIMIT ?) "
-        "RETURNING id, lead_id, sequence_name, sequence_version, step_index, cycle, next_due_at, "
-        "last_step_at, enrolled_at"
-    )
-    at = sqlite_instant(now)
-    params = (worker_id, sqlite_instant(now + lease), EnrollmentState.ACTIVE.value, at, at, limit)
-    read = SqliteReader()
-    instant, as_uuid = read.instant, read.uuid
+    instant = SqliteReader().instant
     return [
         ClaimedEnrollment(
-            as_uuid(row[0]),
-            as_uuid(row[1]),
+            uuid.UUID(hex=row[0]),
+            uuid.UUID(hex=row[1]),
             row[2],
             row[3],
             row[4],
@@ -235,7 +215,7 @@ def _sqlite_claim(
             instant(row[7]),
             instant(row[8]),  # type: ignore[arg-type]
         )
-        for row in conn.exec_driver_sql(sql, params).fetchall()
+        for row in rows
     ]
 
 

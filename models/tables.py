@@ -45,6 +45,10 @@ class EnrollmentState(StrEnum):
     EXITED = "exited"
 
 
+#: An enrollment in these states is live: at most one per lead and sequence (``ux_enrollments_live``).
+LIVE_ENROLLMENT_STATES = (EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)
+
+
 class OutboxState(StrEnum):
     """``pending -> sending -> sent | failed | unknown | suppressed``. ``sending`` is committed
     before the provider call; ``unknown`` is reconciled, never resent blindly."""

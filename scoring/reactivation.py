@@ -20,7 +20,15 @@ from sqlalchemy import Connection, Engine, Table, func, or_, select
 
 from models.db import read_only_connection
 from models.suppressions import address_hash, suppressed_hashes
-from models.tables import Enrollment, EnrollmentState, Event, EventType, Lead, OutboxMessage, OutboxState
+from models.tables import (
+    LIVE_ENROLLMENT_STATES,
+    Enrollment,
+    Event,
+    EventType,
+    Lead,
+    OutboxMessage,
+    OutboxState,
+)
 from sequences.audience import AudienceSpec, parse_audience
 from sequences.catalog import SequenceCatalog
 from sequences.schema import Sequence
@@ -35,7 +43,6 @@ CHUNK = 5000
 PROSPECT_STATUSES = ("warm", "cold")
 CUSTOMER_STATUSES = ("customer", "former_customer")
 CONTACT_STATES = (OutboxState.PENDING, OutboxState.SENDING, OutboxState.SENT, OutboxState.UNKNOWN)
-LIVE_STATES = (EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,7 @@ def _live_in(conn: Connection, sequence_name: str, ids: list[uuid.UUID]) -> set[
         query = select(ENROLLMENTS.c.lead_id).where(
             ENROLLMENTS.c.lead_id.in_(chunk),
             ENROLLMENTS.c.sequence_name == sequence_name,
-            ENROLLMENTS.c.state.in_(LIVE_STATES),
+            ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES),
         )
         live.update(conn.execute(query).scalars())
     return live

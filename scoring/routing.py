@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, bindparam, or_, select, update
 
 from models.claims import ENROLLMENTS
-from models.tables import EnrollmentState, Lead, LeadStatus, SalesTask, TaskState
+from models.tables import LIVE_ENROLLMENT_STATES, EnrollmentState, Lead, LeadStatus, SalesTask, TaskState
 from scoring.call_limit import enforce_call_limit
 from scoring.rules import ScoringRules
-from scoring.status import LIVE, StatusMove
+from scoring.status import StatusMove
 from scoring.team import Team, assign_owners, load_team, team_path
 from sequences.catalog import SequenceCatalog
 from sequences.planner import lead_zone
@@ -134,7 +134,7 @@ class Router:
     ) -> None:
         live = conn.execute(
             select(ENROLLMENTS.c.id, ENROLLMENTS.c.lead_id, ENROLLMENTS.c.sequence_name).where(
-                ENROLLMENTS.c.lead_id.in_(list(targets)), ENROLLMENTS.c.state.in_(LIVE)
+                ENROLLMENTS.c.lead_id.in_(list(targets)), ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES)
             )
         ).all()
         exits: list[tuple[uuid.UUID, str]] = []
@@ -195,7 +195,7 @@ class Router:
             select(ENROLLMENTS.c.id, ENROLLMENTS.c.lead_id, ENROLLMENTS.c.cycle).where(
                 ENROLLMENTS.c.lead_id.in_(list(by_lead)),
                 ENROLLMENTS.c.sequence_name == sequence.name,
-                ENROLLMENTS.c.state.in_(LIVE),
+                ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES),
             )
         ).all()
         rows = [
@@ -265,7 +265,8 @@ def exit_enrollments(conn: Connection, *, exits: Sequence[tuple[uuid.UUID, str]]
         # No IN (...) here: an expanding parameter cannot take part in an executemany.
         .where(
             and_(
-                ENROLLMENTS.c.id == bindparam("b_id"), or_(*(ENROLLMENTS.c.state == state for state in LIVE))
+                ENROLLMENTS.c.id == bindparam("b_id"),
+                or_(*(ENROLLMENTS.c.state == state for state in LIVE_ENROLLMENT_STATES)),
             )
         )
         .values(

@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Table, select
 
-from models.tables import Enrollment, EnrollmentState, LeadStatus
+from models.tables import LIVE_ENROLLMENT_STATES, Enrollment, LeadStatus
 from scoring.fit import grade_of
 from scoring.rules import Grade, ScoringRules
 
 ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
-LIVE = (EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)
 SCORED = frozenset({LeadStatus.HOT.value, LeadStatus.WARM.value, LeadStatus.COLD.value})
 
 
@@ -97,6 +96,6 @@ def held_by_sales(conn: Connection, lead_ids: Collection[uuid.UUID], rules: Scor
     query = select(ENROLLMENTS.c.lead_id).where(
         ENROLLMENTS.c.lead_id.in_(list(lead_ids)),
         ENROLLMENTS.c.sequence_name == rules.routing.hot,
-        ENROLLMENTS.c.state.in_(LIVE),
+        ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES),
     )
     return set(conn.execute(query).scalars())

@@ -24,7 +24,7 @@ from dateutil.relativedelta import relativedelta
 
 from sequences.schema import Channel, Sequence
 from sequences.spacing import gap_before, jitter_offset
-from sequences.windows import WindowDecision, next_allowed
+from sequences.windows import WindowDecision, is_allowed, next_allowed
 
 Condition = Callable[[str, Mapping[str, Any]], bool]
 
@@ -59,12 +59,21 @@ class DuePlanner:
     """:func:`next_due` for many leads at once, as a dispatch batch or a bulk enrollment needs it.
 
     Leads stepped at the same instant mostly share a due minute, time zone and country; where they
-    do, the send-window placement (holidays, quiet hours) is computed once. Keep one per batch."""
+    do, the send-window placement (holidays, quiet hours) is computed once, and so is whether a
+    window is open at an instant. Keep one per batch."""
 
-    __slots__ = ("_placed",)
+    __slots__ = ("_cache",)
 
     def __init__(self) -> None:
-        self._placed: dict[tuple[int, int, datetime, ZoneInfo, str], tuple[Sequence, WindowDecision]] = {}
+        # Keyed by ``id(sequence)``, each value keeps its sequence so that a reused id cannot match.
+        self._cache: dict[tuple[Any, ...], tuple[Sequence, Any]] = {}
+
+    def _cached(self, sequence: Sequence, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        full_key = (id(sequence), *key)
+        cached = self._cache.get(full_key)
+        if cached is None or cached[0] is not sequence:
+            cached = self._cache[full_key] = (sequence, compute())
+        return cached[1]
 
     def next_due(
         self,
@@ -77,11 +86,20 @@ class DuePlanner:
         lead_key: str,
     ) -> WindowDecision:
         due = _due(sequence, index, previous_at, lead_key)
-        key = (id(sequence), index, due, tz, country)
-        cached = self._placed.get(key)
-        if cached is None or cached[0] is not sequence:
-            cached = self._placed[key] = (sequence, _place(sequence, index, due, tz, country))
-        return cached[1]
+        placed: WindowDecision = self._cached(
+            sequence, ("due", index, due, tz, country), lambda: _place(sequence, index, due, tz, country)
+        )
+        return placed
+
+    def window_open(
+        self, sequence: Sequence, channel: Channel, at: datetime, tz: ZoneInfo, country: str
+    ) -> bool:
+        """``is_allowed(at, sequence.window_for(channel), tz, country)``, computed once per key."""
+        window = sequence.window_for(channel)
+        is_open: bool = self._cached(
+            sequence, ("open", channel, at, tz, country), lambda: is_allowed(at, window, tz, country)
+        )
+        return is_open
 
 
 def plan(

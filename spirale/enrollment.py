@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Table, select
 
 from models.ids import ordered_id
-from models.tables import Enrollment, EnrollmentState, Lead
+from models.tables import LIVE_ENROLLMENT_STATES, Enrollment, EnrollmentState, Lead
 from sequences.planner import DuePlanner, lead_zone
 from sequences.schema import Sequence as SequenceSpec
 from spirale.dispatch.writes import insert_ignoring_duplicates
@@ -22,7 +22,6 @@ from spirale.dispatch.writes import insert_ignoring_duplicates
 ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 CHUNK = 5000
-LIVE_STATES = (EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def _first_due_rows(
         .where(
             ENROLLMENTS.c.lead_id == LEADS.c.id,
             ENROLLMENTS.c.sequence_name == sequence.name,
-            ENROLLMENTS.c.state.in_(LIVE_STATES),
+            ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES),
         )
         .exists()
     )
@@ -114,6 +113,6 @@ def _already_live(conn: Connection, sequence_name: str, rows: list[dict[str, obj
     query = select(ENROLLMENTS.c.id).where(
         ENROLLMENTS.c.lead_id.in_([row["lead_id"] for row in rows]),
         ENROLLMENTS.c.sequence_name == sequence_name,
-        ENROLLMENTS.c.state.in_(LIVE_STATES),
+        ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES),
     )
     return sum(1 for enrollment_id in conn.execute(query).scalars() if enrollment_id not in ours)

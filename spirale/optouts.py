@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Table, select, update
 
 from models.leads import normalize_phone
 from models.suppressions import suppress, unsuppress
-from models.tables import Enrollment, EnrollmentState, Lead, SalesTask, TaskState
+from models.tables import LIVE_ENROLLMENT_STATES, Enrollment, EnrollmentState, Lead, SalesTask, TaskState
 from sequences.catalog import SequenceCatalog
 from sequences.schema import Sequence as SequenceSpec
 from spirale.dispatch.decide import EVENT_EXITS
@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 TASKS: Table = SalesTask.__table__  # type: ignore[attr-defined]
-LIVE = (EnrollmentState.ACTIVE.value, EnrollmentState.PAUSED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +108,7 @@ def live_enrollments(
         return []
     query = select(ENROLLMENTS.c.id, ENROLLMENTS.c.sequence_name).where(
         ENROLLMENTS.c.lead_id.in_(list(lead_ids)),
-        ENROLLMENTS.c.state.in_(LIVE),
+        ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES),
         ENROLLMENTS.c.enrolled_at <= started_by,
     )
     return [(row[0], row[1]) for row in conn.execute(query)]
@@ -122,7 +121,7 @@ def exit_enrollments(conn: Connection, exits: Sequence[tuple[uuid.UUID, str]], *
     for enrollment_id, reason in exits:
         exited += conn.execute(
             update(ENROLLMENTS)
-            .where(ENROLLMENTS.c.id == enrollment_id, ENROLLMENTS.c.state.in_(LIVE))
+            .where(ENROLLMENTS.c.id == enrollment_id, ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES))
             .values(
                 state=EnrollmentState.EXITED.value,
                 exit_reason=reason[:500],

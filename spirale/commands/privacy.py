@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from spirale.commands.inputs import database_engine, database_errors, fail
-
-if TYPE_CHECKING:
-    pass
-
 
 privacy_app = typer.Typer(
     name="privacy",

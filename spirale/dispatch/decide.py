@@ -18,7 +18,7 @@ from scoring.promotion import PromotionRecord, effective_step
 from sequences.planner import DuePlanner, cycle_due, lead_zone
 from sequences.schema import Channel, ExitCondition, Sequence, Step
 from sequences.variants import HOLDOUT, assign_variant, experiment_step
-from sequences.windows import is_allowed, next_allowed
+from sequences.windows import next_allowed
 from spirale.dispatch.batch import BatchWrites
 from spirale.dispatch.messages import MessageBuilder
 from spirale.dispatch.report import DispatchReport
@@ -69,7 +69,6 @@ class StepDecider:
     _now: datetime = field(init=False)
     _zones: dict[tuple[str, str, str], tuple[ZoneInfo, str]] = field(default_factory=dict)
     _planner: DuePlanner = field(default_factory=DuePlanner)
-    _open: dict[tuple[int, Channel, ZoneInfo, str], tuple[Sequence, bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._now = self.writes.now
@@ -185,15 +184,7 @@ class StepDecider:
         if step.transactional:
             return True
         tz, country = self._zone(sequence, lead)
-        # ``now`` is the batch's: whether the window is open depends on the zone and country only.
-        key = (id(sequence), step.channel, tz, country)
-        cached = self._open.get(key)
-        if cached is None or cached[0] is not sequence:
-            cached = self._open[key] = (
-                sequence,
-                is_allowed(self._now, sequence.window_for(step.channel), tz, country),
-            )
-        if cached[1]:
+        if self._planner.window_open(sequence, step.channel, self._now, tz, country):
             return True
         window = sequence.window_for(step.channel)
         self._defer(row, next_allowed(self._now, window, tz, country, step.channel.value).at, "window")

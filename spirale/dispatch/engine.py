@@ -141,30 +141,21 @@ class Dispatcher:
             cap_window=self.cap_window,
         )
         with report.timed("decide"):
-            self._decide_rows(claimed, decider, writes, report)
+            for row in claimed:
+                try:
+                    sequence = self.catalog.get(row.sequence_name)
+                except SequenceError as exc:
+                    # Paused, not dropped: the operator fixes the file and resumes the enrollments.
+                    report.exited["sequence unavailable"] += 1
+                    writes.hold(
+                        row,
+                        next_due_at=row.next_due_at,
+                        state=EnrollmentState.PAUSED,
+                        exit_reason=f"sequence unavailable: {exc}"[:500],
+                    )
+                    continue
+                decider.decide(row, sequence)
         return writes
-
-    def _decide_rows(
-        self,
-        claimed: Sequence[ClaimedEnrollment],
-        decider: StepDecider,
-        writes: BatchWrites,
-        report: DispatchReport,
-    ) -> None:
-        for row in claimed:
-            try:
-                sequence = self.catalog.get(row.sequence_name)
-            except SequenceError as exc:
-                # Paused, not dropped: the operator fixes the file and resumes the enrollments.
-                report.exited["sequence unavailable"] += 1
-                writes.hold(
-                    row,
-                    next_due_at=row.next_due_at,
-                    state=EnrollmentState.PAUSED,
-                    exit_reason=f"sequence unavailable: {exc}"[:500],
-                )
-                continue
-            decider.decide(row, sequence)
 
     def release(self, ids: Sequence[uuid.UUID]) -> None:
         with self.engine.begin() as conn:
