@@ -2,19 +2,20 @@
 
 Enrolls N leads into a golden-spiral sequence through ``spirale.enrollment.enroll_leads`` (first
 due time computed per lead in its zone and window, idempotent insert), beside the same run's
-baseline: a raw Core insert of the same number of enrollment rows with a constant due time."""
+baseline: the driver's own insert of the same number of enrollment rows, built before the clock
+starts (time-ordered ids, a constant due time): the database's limit for these writes."""
 
 from __future__ import annotations
 
 import argparse
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.common import emit, fresh_sqlite, insert_leads, timed
-from models.tables import Enrollment
+from models.bulk import insert_sqlite_values, sqlite_instant
+from models.ids import ordered_hex
 from sequences.catalog import SequenceCatalog
-from spirale.enrollment import enroll_leads
+from spirale.enrollment import COLUMNS, ENROLLMENTS, enroll_leads
 
 SEQUENCES = Path(__file__).parent / "sequences"
 NOW = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # a Monday, 10:00 in Paris
@@ -32,27 +33,17 @@ def main() -> None:
     _, engine = fresh_sqlite("enroll")
     lead_ids = insert_leads(engine, args.leads, NOW)
 
+    # Built before the clock starts: the baseline measures the database's insert alone.
+    stamp = sqlite_instant(NOW)
+    raw_rows = [
+        (ordered_hex(), lead_id.hex, "raw", "0", 0, 0, "active", stamp, stamp, stamp) for lead_id in lead_ids
+    ]
+
     def baseline() -> int:
-        table = Enrollment.__table__  # type: ignore[attr-defined]
-        rows = [
-            {
-                "id": uuid.uuid4(),
-                "lead_id": lead_id,
-                "sequence_name": "raw",
-                "sequence_version": "0",
-                "step_index": 0,
-                "cycle": 0,
-                "state": "active",
-                "next_due_at": NOW,
-                "enrolled_at": NOW,
-                "updated_at": NOW,
-            }
-            for lead_id in lead_ids
-        ]
         with engine.begin() as conn:
-            for start in range(0, len(rows), 5000):
-                conn.execute(table.insert(), rows[start : start + 5000])
-        return len(rows)
+            for start in range(0, len(raw_rows), 5000):
+                insert_sqlite_values(conn, ENROLLMENTS, COLUMNS, raw_rows[start : start + 5000])
+        return len(raw_rows)
 
     def real() -> int:
         with engine.begin() as conn:
@@ -73,7 +64,7 @@ def main() -> None:
             "value": round(value),
             "unit": "leads/s",
             "baseline": round(base),
-            "baseline_name": "raw Core insert of enrollment rows",
+            "baseline_name": "raw driver insert of ready-made enrollment rows",
             "ratio": round(value / base, 3),
             "target": TARGET,
             "leads": args.leads,
@@ -83,7 +74,7 @@ def main() -> None:
         [
             f"bulk enrollment: {args.leads} leads in {real_s:.2f} s = {value:,.0f} leads/s"
             f" (target {TARGET:,})",
-            f"baseline (raw insert, same run): {base:,.0f} rows/s; ratio {value / base:.2f}",
+            f"baseline (raw driver insert, same run): {base:,.0f} rows/s; ratio {value / base:.2f}",
             f"idempotent re-run: {again_n} new enrollments in {again_s:.2f} s",
         ],
     )

@@ -130,10 +130,29 @@ def insert_rows(
             return conn.execute(postgresql.insert(table).on_conflict_do_nothing(), list(rows)).rowcount
         return conn.execute(table.insert(), list(rows)).rowcount
     columns = list(rows[0].keys())
+    convert = _Converter(table, columns)
+    return insert_sqlite_values(
+        conn, table, columns, [convert.row(row) for row in rows], ignore_duplicates=ignore_duplicates
+    )
+
+
+def insert_sqlite_values(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    values: Sequence[tuple[Any, ...]],
+    *,
+    ignore_duplicates: bool = False,
+) -> int:
+    """SQLite only: INSERT tuples already in storage format (``sqlite_value``), in ``columns``
+    order (``INSERT OR IGNORE`` if asked); returns how many rows were inserted."""
+    if conn.dialect.name != "sqlite":
+        raise ValueError(f"insert_sqlite_values writes SQLite storage format, not {conn.dialect.name}")
+    if not values:
+        return 0
     verb = "INSERT OR IGNORE" if ignore_duplicates else "INSERT"
     sql = f"{verb} INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    convert = _Converter(table, columns)
-    params: Any = [convert.row(row) for row in rows]
+    params: Any = values
     return conn.exec_driver_sql(sql, params).rowcount
 
 

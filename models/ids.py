@@ -23,13 +23,22 @@ _RANDOM_HIGH = 0xFFF << 64
 
 def ordered_id() -> uuid.UUID:
     """A new version 7 UUID: 48 bits of Unix milliseconds, then 74 random bits."""
+    return uuid.UUID(int=_ordered_int())
+
+
+def ordered_hex() -> str:
+    """``ordered_id().hex`` without building the UUID object: the form SQLite stores, for bulk
+    writes that hand the driver values in storage format (``models.bulk``)."""
+    return f"{_ordered_int():032x}"
+
+
+def _ordered_int() -> int:
     millis = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
-    value = (
+    return (
         (millis & 0xFFFF_FFFF_FFFF) << 80
         | _VERSION_7
         | (rand & _RANDOM_HIGH)
         | _VARIANT_RFC
         | (rand & _RANDOM_LOW)
     )
-    return uuid.UUID(int=value)

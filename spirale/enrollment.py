@@ -5,15 +5,18 @@ sequence, even with concurrent enrollers). The first step is due at enrollment u
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Table, select
 
-from models.ids import ordered_id
+from models.bulk import insert_sqlite_values, sqlite_instant
+from models.ids import ordered_hex, ordered_id
 from models.tables import LIVE_ENROLLMENT_STATES, Enrollment, EnrollmentState, Lead
 from sequences.planner import DuePlanner, lead_zone
 from sequences.schema import Sequence as SequenceSpec
@@ -22,6 +25,20 @@ from spirale.dispatch.writes import insert_ignoring_duplicates
 ENROLLMENTS: Table = Enrollment.__table__  # type: ignore[attr-defined]
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 CHUNK = 5000
+ACTIVE = EnrollmentState.ACTIVE.value
+# The columns a new enrollment is written with (the others start NULL), in the order of the values.
+COLUMNS = (
+    "id",
+    "lead_id",
+    "sequence_name",
+    "sequence_version",
+    "step_index",
+    "cycle",
+    "state",
+    "next_due_at",
+    "enrolled_at",
+    "updated_at",
+)
 
 
 @dataclass(frozen=True)
@@ -43,71 +60,118 @@ def enroll_leads(
     """Enroll leads into ``sequence`` (caller commits). Unknown lead ids are ignored."""
     enrolled = already = 0
     ids = list(dict.fromkeys(lead_ids))
+    new = _NewEnrollments(sequence, version, now)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
-        rows, live = _first_due_rows(conn, chunk, sequence, version, now)
-        inserted = insert_ignoring_duplicates(conn, ENROLLMENTS, rows)
-        if inserted < 0:  # the driver does not count an executemany: count the live rows instead
-            inserted = len(rows) - _already_live(conn, sequence.name, rows)
+        if conn.dialect.name == "sqlite":
+            # Rows go to the driver in storage format: SQLAlchemy's per-value processing of
+            # ids and instants would cost more than SQLite's own insert.
+            candidates, live = _sqlite_candidates(conn, chunk, sequence.name)
+            values = [new.sqlite_row(*candidate) for candidate in candidates]
+            inserted = insert_sqlite_values(conn, ENROLLMENTS, COLUMNS, values, ignore_duplicates=True)
+        else:
+            candidates, live = _candidates(conn, chunk, sequence.name)
+            rows = [new.row(*candidate) for candidate in candidates]
+            inserted = insert_ignoring_duplicates(conn, ENROLLMENTS, rows)
+            if inserted < 0:  # the driver does not count an executemany: count the live rows instead
+                inserted = len(rows) - _already_live(conn, sequence.name, rows)
         enrolled += inserted
         # Live when read, or enrolled by a concurrent enroller since (the unique index said so).
-        already += live + len(rows) - inserted
+        already += live + len(candidates) - inserted
     return EnrollResult(enrolled=enrolled, already=already)
 
 
-def _first_due_rows(
-    conn: Connection, lead_ids: Sequence[uuid.UUID], sequence: SequenceSpec, version: str, now: datetime
-) -> tuple[list[dict[str, object]], int]:
-    """New enrollment rows for the leads of ``lead_ids`` not live in ``sequence`` yet, and how many
-    are (skipped here, so that re-running an enrollment is a read, not a thousand refused inserts)."""
+class _NewEnrollments:
+    """The rows of leads enrolled into one sequence at ``now``. Step 0's window placement is
+    computed once per due minute, zone and country (everyone shares ``now``), not once per lead."""
+
+    def __init__(self, sequence: SequenceSpec, version: str, now: datetime) -> None:
+        self.sequence = sequence
+        self.version = version
+        self.now = now
+        self.planner = DuePlanner()
+        self.zones: dict[tuple[str, str], tuple[ZoneInfo, str]] = {}
+        self.texts: dict[datetime, str] = {}
+        self.stamp = sqlite_instant(now)
+
+    def first_due(self, lead_key: str, timezone: str | None, country: str | None) -> datetime:
+        key = (timezone or "", country or "")
+        zone = self.zones.get(key)
+        if zone is None:
+            zone = self.zones[key] = lead_zone(self.sequence, {"timezone": key[0], "country": key[1]})
+        tz, lead_country = zone
+        placed = self.planner.next_due(
+            self.sequence, 0, self.now, tz=tz, country=lead_country, lead_key=lead_key
+        )
+        return placed.at
+
+    def row(
+        self, lead: uuid.UUID, lead_key: str, timezone: str | None, country: str | None
+    ) -> dict[str, Any]:
+        """A row for Core, in ``COLUMNS``."""
+        due = self.first_due(lead_key, timezone, country)
+        values = (ordered_id(), lead, self.sequence.name, self.version, 0, 0, ACTIVE, due, self.now, self.now)
+        return dict(zip(COLUMNS, values, strict=True))
+
+    def sqlite_row(
+        self, lead: str, lead_key: str, timezone: str | None, country: str | None
+    ) -> tuple[Any, ...]:
+        """The same row in SQLite storage format (``lead`` is the stored hex id)."""
+        due = self.first_due(lead_key, timezone, country)
+        text = self.texts.get(due)
+        if text is None:
+            text = self.texts[due] = sqlite_instant(due)
+        name, version, stamp = self.sequence.name, self.version, self.stamp
+        return (ordered_hex(), lead, name, version, 0, 0, ACTIVE, text, stamp, stamp)
+
+
+# (lead id as the database gives it, the lead's key for jitter, time zone, country)
+Candidate = tuple[Any, str, str | None, str | None]
+
+
+def _candidates(
+    conn: Connection, lead_ids: Sequence[uuid.UUID], sequence_name: str
+) -> tuple[list[Candidate], int]:
+    """The leads of ``lead_ids`` not live in the sequence yet, and how many are (skipped here, so
+    that re-running an enrollment is a read, not a thousand refused inserts)."""
     is_live = (
         select(ENROLLMENTS.c.id)
         .where(
             ENROLLMENTS.c.lead_id == LEADS.c.id,
-            ENROLLMENTS.c.sequence_name == sequence.name,
+            ENROLLMENTS.c.sequence_name == sequence_name,
             ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES),
         )
         .exists()
     )
     query = select(LEADS.c.id, LEADS.c.timezone, LEADS.c.country, is_live).where(LEADS.c.id.in_(lead_ids))
-    zones: dict[tuple[str, str], tuple[ZoneInfo, str]] = {}
-    # Everyone is enrolled at the same ``now``: the window placement of the first due time is
-    # computed once per due minute, zone and country, not once per lead.
-    planner = DuePlanner()
-    rows: list[dict[str, object]] = []
-    live = 0
-    for lead_id, timezone, country, already in conn.execute(query):
-        if already:
-            live += 1
-            continue
-        key = (timezone or "", country or "")
-        zone = zones.get(key)
-        if zone is None:
-            zone = zones[key] = lead_zone(sequence, {"timezone": timezone or "", "country": country or ""})
-        tz, lead_country = zone
-        due = planner.next_due(sequence, 0, now, tz=tz, country=lead_country, lead_key=str(lead_id)).at
-        rows.append(
-            {
-                "id": ordered_id(),
-                "lead_id": lead_id,
-                "sequence_name": sequence.name,
-                "sequence_version": version,
-                "step_index": 0,
-                "cycle": 0,
-                "state": EnrollmentState.ACTIVE.value,
-                "next_due_at": due,
-                "last_step_at": None,
-                "exit_reason": None,
-                "enrolled_at": now,
-                "updated_at": now,
-                "claimed_by": None,
-                "lease_until": None,
-            }
-        )
-    return rows, live
+    rows = conn.execute(query).all()
+    candidates = [(lead, str(lead), zone, country) for lead, zone, country, live in rows if not live]
+    return candidates, len(rows) - len(candidates)
 
 
-def _already_live(conn: Connection, sequence_name: str, rows: list[dict[str, object]]) -> int:
+# The live states are constants, written into the SQL so that the partial index applies.
+_SQLITE_CANDIDATES = (
+    "SELECT id, timezone, country, EXISTS (SELECT 1 FROM enrollments AS e WHERE e.lead_id = leads.id "
+    "AND e.sequence_name = ? AND e.state IN ({})) FROM leads WHERE id IN (SELECT value FROM json_each(?))"
+).format(", ".join(f"'{state}'" for state in LIVE_ENROLLMENT_STATES))
+
+
+def _sqlite_candidates(
+    conn: Connection, lead_ids: Sequence[uuid.UUID], sequence_name: str
+) -> tuple[list[Candidate], int]:
+    """``_candidates`` as SQL text: ids stay in their stored hex, the ids travel as one JSON array."""
+    params = (sequence_name, json.dumps([lead.hex for lead in lead_ids]))
+    rows = conn.exec_driver_sql(_SQLITE_CANDIDATES, params).fetchall()
+    candidates = [(lead, _dashed(lead), zone, country) for lead, zone, country, live in rows if not live]
+    return candidates, len(rows) - len(candidates)
+
+
+def _dashed(hex_id: str) -> str:
+    """``str(uuid.UUID(hex=hex_id))``, the lead key the jitter is computed from, without the object."""
+    return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
+
+
+def _already_live(conn: Connection, sequence_name: str, rows: list[dict[str, Any]]) -> int:
     """How many of ``rows`` were not inserted: their lead's live enrollment is another row."""
     ours = {row["id"] for row in rows}
     query = select(ENROLLMENTS.c.id).where(
