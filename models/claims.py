@@ -26,13 +26,15 @@ that writes the outbox, :func:`lock_held` takes the rows' locks first (PostgreSQ
 cannot be lost between the check and the commit. ``worker_id`` must be unique per running worker
 (host, pid and a random part).
 
-**Shards.** A claim may be limited to one :class:`Shard` of the enrollments: the rows whose UUID's
-last byte, modulo ``count``, is ``index`` (:func:`shard_of`). The last byte is random in every
-UUID version, including the time-ordered version 7 ids enrollments get (``models/ids.py``), whose
-first bytes are a timestamp. The filter is computed in SQL (``get_byte(uuid_send(id), 15)`` on
-PostgreSQL; from the last two hex digits of the 32-char text on SQLite), so ``count`` workers
-given shards ``0..count-1`` split the due rows between them with no overlap; leases and fences
-still hold within each shard.
+**Shards.** A claim may be limited to one :class:`Shard` of the enrollments: the rows whose
+*lead's* UUID has a last byte that, modulo ``count``, is ``index`` (:func:`shard_of`). Sharding by
+lead keeps every enrollment of a lead in one shard, so the dispatcher that decides a lead's steps
+sees all of that lead's sends: two shards deciding at once can never both send to one lead past
+the frequency cap. The last byte is random in every UUID version, including the time-ordered
+version 7 ids leads get (``models/ids.py``), whose first bytes are a timestamp. The filter is
+computed in SQL (``get_byte(uuid_send(lead_id), 15)`` on PostgreSQL; from the last two hex digits
+of the 32-char text on SQLite), so ``count`` workers given shards ``0..count-1`` split the due rows
+between them with no overlap; leases and fences still hold within each shard.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ _HEX_DIGITS = "0123456789abcdef"
 
 @dataclass(frozen=True, slots=True)
 class Shard:
-    """One of ``count`` disjoint parts of the enrollments: those with ``shard_of(id, count) == index``."""
+    """One of ``count`` disjoint parts of the enrollments: those with
+    ``shard_of(lead_id, count) == index`` (a lead's enrollments are all in one shard)."""
 
     index: int
     count: int
@@ -90,18 +93,18 @@ class Shard:
         return f"{self.index}of{self.count}"
 
 
-def shard_of(enrollment_id: uuid.UUID, count: int) -> int:
-    """The shard of an enrollment among ``count``: the last byte of its UUID modulo ``count``
-    (what the claim computes in SQL)."""
-    return enrollment_id.bytes[15] % count
+def shard_of(lead_id: uuid.UUID, count: int) -> int:
+    """The shard among ``count`` of a lead's enrollments: the last byte of the lead's UUID modulo
+    ``count`` (what the claim computes in SQL)."""
+    return lead_id.bytes[15] % count
 
 
 def _last_byte(conn: Connection) -> ColumnElement[int]:
-    """The last byte of ``enrollments.id``, in SQL, for this connection's dialect."""
+    """The last byte of ``enrollments.lead_id``, in SQL, for this connection's dialect."""
     if conn.dialect.name == "postgresql":
-        return type_coerce(func.get_byte(func.uuid_send(_E.id), 15), Integer)
+        return type_coerce(func.get_byte(func.uuid_send(_E.lead_id), 15), Integer)
     # SQLite stores the UUID as 32 lowercase hex digits: the last two give the last byte.
-    text_id = type_coerce(_E.id, String)
+    text_id = type_coerce(_E.lead_id, String)
     digits = literal(_HEX_DIGITS, String)
     high = func.instr(digits, func.substr(text_id, 31, 1)) - 1
     low = func.instr(digits, func.substr(text_id, 32, 1)) - 1

@@ -6,7 +6,7 @@ rewrites about a thousand pages of the outbox's ``(enrollment_id, ...)`` and ``(
 indexes, and its enrollment lookups read as many. Version 7 ids start with the Unix time in
 milliseconds: leads imported and enrolled together are neighbours, so are the rows a batch
 touches. They are still unique and unguessable (74 random bits) and remain ordinary UUIDs for the
-database and the API. Dispatch shards use the last byte, which is random (``models.claims``).
+database and the API. Dispatch shards use a lead id's last byte, which is random (``models.claims``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """One dispatch tick run by several processes: each claims only its own shard of the due
-enrollments (``models.claims.Shard``: the last byte of the enrollment id modulo the number of
-processes), so the processes never compete for a row and a step is still sent exactly once.
+enrollments (``models.claims.Shard``: the last byte of the lead id modulo the number of
+processes), so the processes never compete for a row, a step is still sent exactly once, and all of
+a lead's steps are decided by one process, which sees every send the frequency cap counts.
 
 Rendering and the send-time checks are CPU work that one Python process runs on one core; the
 database work is short transactions. Several processes therefore multiply the throughput of one

@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select, text, update
 
+from models.claims import Shard
 from models.suppressions import suppress
 from models.tables import Enrollment, Event, OutboxMessage, SalesTask, VariantAssignment
 from sequences.catalog import SequenceCatalog
 from spirale.dispatch import Dispatcher
+from spirale.dispatch.report import DispatchReport
 from spirale.errors import PermanentSendError, RetryableSendError, UnknownOutcomeError
 from spirale.settings import Settings
 from tests.dispatch.conftest import MONDAY_9H, Enroll, MakeLeads
@@ -152,6 +154,31 @@ def test_frequency_cap_defers_a_second_sequence_by_a_day(
     for times in by_lead.values():
         times.sort()
         assert all(b - a >= timedelta(hours=24) for a, b in itertools.pairwise(times))
+
+
+def test_frequency_cap_holds_when_two_shards_decide_at_the_same_instant(
+    engine: Engine, catalog: SequenceCatalog, settings: Settings, make_leads: MakeLeads, enroll: Enroll
+) -> None:
+    """Two shard dispatchers claim, then decide, before either writes: neither sees the other's
+    sends. A lead's enrollments are all in one shard, so one decider holds both of its due steps and
+    the cap still sends one and defers the other."""
+    leads = make_leads(40)
+    enroll(leads, "drip")
+    enroll(leads, "monthly")
+    shared = recording_channels()
+    shards = [
+        Dispatcher(engine=engine, catalog=catalog, channels=shared, settings=settings, shard=Shard(index, 2))
+        for index in (0, 1)
+    ]
+    claimed = [shard.claim(MONDAY_9H) for shard in shards]
+    reports = [DispatchReport(), DispatchReport()]
+    writes = [
+        shard.decide(batch, now=MONDAY_9H, report=report)
+        for shard, batch, report in zip(shards, claimed, reports, strict=True)
+    ]
+    assert sum(len(batch) for batch in claimed) == 80 and all(claimed)
+    assert Counter(send.lead_id for batch in writes for send in batch.sends) == Counter(leads)
+    assert sum(report.deferred["frequency_cap"] for report in reports) == 40
 
 
 def test_variants_follow_weights_and_assignments_are_stored(

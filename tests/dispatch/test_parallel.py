@@ -56,12 +56,14 @@ def test_two_processes_send_every_due_step_exactly_once(
     assert report.batches >= 240 // 40  # each process worked in batches of its own
     assert again.claimed == 0 and again.total_sent == 0
     with engine.connect() as conn:
-        rows = conn.execute(select(OUTBOX.c.id, OUTBOX.c.enrollment_id, OUTBOX.c.state)).all()
-    assert Counter(state for _, _, state in rows) == {"sent": 240}
-    assert len({enrollment for _, enrollment, _ in rows}) == 240
+        rows = conn.execute(
+            select(OUTBOX.c.id, OUTBOX.c.enrollment_id, OUTBOX.c.state, OUTBOX.c.lead_id)
+        ).all()
+    assert Counter(row.state for row in rows) == {"sent": 240}
+    assert len({row.enrollment_id for row in rows}) == 240
     files = sorted(p.stem for p in (tmp_path / "outbox" / "email").glob("*.eml"))
-    assert files == sorted(str(row_id) for row_id, _, _ in rows)
-    shards = Counter(shard_of(enrollment, 2) for _, enrollment, _ in rows)
+    assert files == sorted(str(row.id) for row in rows)
+    shards = Counter(shard_of(row.lead_id, 2) for row in rows)
     assert set(shards) == {0, 1} and min(shards.values()) > 40  # both shards had a real share
 
 
@@ -150,8 +152,8 @@ def test_processes_of_a_shard_split_exactly_that_shard() -> None:
     parts = split_shard(2, within)
     assert parts == [Shard(1, 6), Shard(4, 6)]
     for _ in range(2000):
-        enrollment = uuid.uuid4()
-        owners = [part for part in parts if shard_of(enrollment, part.count) == part.index]
+        lead = uuid.uuid4()
+        owners = [part for part in parts if shard_of(lead, part.count) == part.index]
         # An id of the shard belongs to exactly one of its processes; any other id to none.
-        assert len(owners) == (1 if shard_of(enrollment, 3) == 1 else 0)
+        assert len(owners) == (1 if shard_of(lead, 3) == 1 else 0)
     assert split_shard(3) == [Shard(0, 3), Shard(1, 3), Shard(2, 3)]

@@ -101,12 +101,12 @@ def test_a_tick_with_two_processes_sends_each_due_step_once(
 
     run_id = flow_run_id(state)
     # Each task runs two processes of up to 40 steps (4 batches of 10), one per half of the
-    # enrollments. The tick goes on while a process stopped at its limit on a full batch, so a
-    # process with n due steps is done in task n // 40 + 1 (at a multiple of 40, that task finds
-    # nothing left).
+    # enrollments (by lead). The tick goes on while a process stopped at its limit on a full batch,
+    # so a process with n due steps is done in task n // 40 + 1 (at a multiple of 40, that task
+    # finds nothing left).
     with engine.connect() as conn:
-        enrollments = conn.execute(select(ENROLLMENTS.c.id)).scalars().all()
-    per_process = Counter(shard_of(enrollment, 2) for enrollment in enrollments)
+        lead_of_enrollment = conn.execute(select(ENROLLMENTS.c.lead_id)).scalars().all()
+    per_process = Counter(shard_of(lead, 2) for lead in lead_of_enrollment)
     tasks = max(per_process.values()) // 40 + 1
     names = sorted(r.name for r in task_runs(run_id, at_least=2 + tasks) if r.name.startswith("dispatch-"))
     assert names == [f"dispatch-processes-{part}" for part in range(1, tasks + 1)]

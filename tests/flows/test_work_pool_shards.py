@@ -103,7 +103,7 @@ def test_two_process_workers_dispatch_their_own_shards_exactly_once(
             lead: enrollment
             for enrollment, lead in conn.execute(select(ENROLLMENTS.c.id, ENROLLMENTS.c.lead_id))
         }
-    expected = Counter(shard_of(enrollment, SHARDS) for enrollment in enrollment_of.values())
+    expected = Counter(shard_of(lead, SHARDS) for lead in enrollment_of)
     assert len(enrollment_of) == LEAD_COUNT
 
     pool = f"shards-{uuid.uuid4().hex[:8]}"
@@ -169,9 +169,9 @@ def test_two_process_workers_dispatch_their_own_shards_exactly_once(
     assert Counter(row.lead_id for row in outbox) == Counter(leads)
     assert {(row.step_id, row.state) for row in outbox} == {("hello", "sent")}
     assert steps == {1}
-    enrollment_by_outbox = {str(row.id): row.enrollment_id for row in outbox}
+    lead_by_outbox = {str(row.id): row.lead_id for row in outbox}
     files = emails_by_worker(outbox_dir)
-    assert Counter(files[0] + files[1]) == Counter(enrollment_by_outbox.keys())
+    assert Counter(files[0] + files[1]) == Counter(lead_by_outbox.keys())
     for k in range(SHARDS):
-        assert {shard_of(enrollment_by_outbox[name], SHARDS) for name in files[k]} == {k}
+        assert {shard_of(lead_by_outbox[name], SHARDS) for name in files[k]} == {k}
         assert len(files[k]) == expected[k]

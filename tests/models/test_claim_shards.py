@@ -1,5 +1,6 @@
 """Sharded claims: ``count`` workers given shards ``0..count-1`` split the due enrollments exactly,
-with the shard computed in SQL as :func:`shard_of` computes it in Python. Runs on SQLite, and on
+with the shard computed in SQL as :func:`shard_of` computes it in Python, and every enrollment of
+a lead in its lead's shard. Runs on SQLite, and on
 PostgreSQL when SPIRALE_TEST_DATABASE_URL points at one."""
 
 from __future__ import annotations
@@ -31,10 +32,9 @@ def ids_with_last_bytes(last_bytes: Sequence[int]) -> list[uuid.UUID]:
 
 
 def seed(engine: Engine, ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
-    """One lead and one active enrollment due at ``NOW`` (a second apart) per id."""
-    leads: list[dict[str, Any]] = [
-        {"id": uuid.uuid4(), "email": f"{uuid.uuid4().hex}@example.fr"} for _ in ids
-    ]
+    """One lead and one active enrollment due at ``NOW`` (a second apart) per id. The lead gets the
+    same id as its enrollment (another table), so the enrollment's shard is its id's."""
+    leads: list[dict[str, Any]] = [{"id": i, "email": f"{uuid.uuid4().hex}@example.fr"} for i in ids]
     enrollments = [
         {
             "id": enrollment_id,
@@ -119,6 +119,47 @@ def test_a_shard_of_three_claims_only_its_rows_and_keeps_leases(engine: Engine) 
         assert {c.id for c in later} == {i for i in ids if shard_of(i, 3) == 0}
         again = claim_due(conn, now=NOW + LEASE, worker_id="c", limit=1_000, lease=LEASE, shard=Shard(2, 3))
         assert {c.id for c in again} == mine
+
+
+def test_every_enrollment_of_a_lead_is_in_the_lead_s_shard(engine: Engine) -> None:
+    """The shard follows the lead, not the enrollment: one dispatcher decides all of a lead's steps
+    and sees all its sends (the frequency cap), whatever the enrollments' own ids."""
+    leads = ids_with_last_bytes([0x10, 0x21, 0x32])  # shards 0, 1 and 0 of 2
+    enrollment_ids = ids_with_last_bytes([0x00, 0x01, 0x02, 0x03, 0x04, 0x05])  # shards 0, 1, 0, 1 ...
+    with engine.begin() as conn:
+        bulk_insert_leads(
+            conn,
+            [{"id": lead, "email": f"{lead.hex}@example.fr"} for lead in leads],
+            now=NOW,
+            normalize=False,
+        )
+        conn.execute(
+            insert(ENROLLMENTS),
+            [
+                {
+                    "id": enrollment_id,
+                    "lead_id": leads[n // 2],
+                    "sequence_name": f"sequence-{n % 2}",
+                    "sequence_version": "1",
+                    "state": "active",
+                    "next_due_at": NOW,
+                    "enrolled_at": NOW - timedelta(days=1),
+                    "updated_at": NOW,
+                }
+                for n, enrollment_id in enumerate(enrollment_ids)
+            ],
+        )
+    with engine.begin() as conn:
+        by_shard = {
+            index: claim_due(
+                conn, now=NOW, worker_id=f"w{index}", limit=100, lease=LEASE, shard=Shard(index, 2)
+            )
+            for index in (0, 1)
+        }
+    assert {c.id for c in by_shard[0]} == set(enrollment_ids[:2] + enrollment_ids[4:])
+    assert {c.lead_id for c in by_shard[0]} == {leads[0], leads[2]}
+    assert {c.id for c in by_shard[1]} == set(enrollment_ids[2:4])
+    assert {c.lead_id for c in by_shard[1]} == {leads[1]}
 
 
 def test_no_shard_and_a_single_shard_claim_everything(engine: Engine) -> None:
