@@ -56,6 +56,25 @@ def sqlite_value(value: Any) -> Any:
     raise TypeError(f"cannot store {kind.__name__} {value!r} in SQLite")
 
 
+class SqliteWriter:
+    """Formats aware datetimes in SQLite's storage format (``sqlite_instant``), each distinct
+    instant once: a batch writes a handful of them (``now``, a few due times) across thousands of
+    rows. :class:`SqliteReader` is the way back."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self) -> None:
+        self._texts: dict[datetime, str] = {}
+
+    def instant(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        text = self._texts.get(value)
+        if text is None:
+            text = self._texts[value] = sqlite_instant(value)
+        return text
+
+
 class _Converter:
     """Converts rows to SQLite tuples. Each column gets the conversion its type needs (plain text,
     numbers and booleans pass through untouched), and each datetime is formatted once: a batch
@@ -63,7 +82,7 @@ class _Converter:
 
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
         self.columns = list(columns)
-        self.instants: dict[datetime, str] = {}
+        self._instant = SqliteWriter().instant
         self._get = itemgetter(*self.columns) if len(self.columns) > 1 else None
         self._converted: list[tuple[int, Callable[[Any], Any]]] = []
         for index, name in enumerate(self.columns):
@@ -79,14 +98,6 @@ class _Converter:
                 continue
             else:
                 self._converted.append((index, sqlite_value))
-
-    def _instant(self, value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        text = self.instants.get(value)
-        if text is None:
-            text = self.instants[value] = sqlite_instant(value)
-        return text
 
     def row(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         values = [row[self.columns[0]]] if self._get is None else list(self._get(row))

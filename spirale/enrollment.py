@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, String, Table, bindparam, func, select, type_coerce
 
-from models.bulk import insert_sqlite_values, sqlite_instant
+from models.bulk import SqliteWriter, insert_sqlite_values
 from models.ids import ordered_hex, ordered_id
 from models.tables import LIVE_ENROLLMENT_STATES, Enrollment, EnrollmentState, Lead
 from sequences.planner import DuePlanner, lead_zone
@@ -62,15 +62,13 @@ def enroll_leads(
     ids = list(dict.fromkeys(lead_ids))
     new = _NewEnrollments(sequence, version, now)
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
+        candidates, live = _candidates(conn, ids[start : start + CHUNK], sequence.name)
         if conn.dialect.name == "sqlite":
             # Rows go to the driver in storage format: SQLAlchemy's per-value processing of
             # ids and instants would cost more than SQLite's own insert.
-            candidates, live = _sqlite_candidates(conn, chunk, sequence.name)
             values = [new.sqlite_row(*candidate) for candidate in candidates]
             inserted = insert_sqlite_values(conn, ENROLLMENTS, COLUMNS, values, ignore_duplicates=True)
         else:
-            candidates, live = _candidates(conn, chunk, sequence.name)
             rows = [new.row(*candidate) for candidate in candidates]
             inserted = insert_ignoring_duplicates(conn, ENROLLMENTS, rows)
             if inserted < 0:  # the driver does not count an executemany: count the live rows instead
@@ -91,8 +89,8 @@ class _NewEnrollments:
         self.now = now
         self.planner = DuePlanner()
         self.zones: dict[tuple[str, str], tuple[ZoneInfo, str]] = {}
-        self.texts: dict[datetime, str] = {}
-        self.stamp = sqlite_instant(now)
+        self.instant = SqliteWriter().instant
+        self.stamp = self.instant(now)
 
     def first_due(self, lead_key: str, timezone: str | None, country: str | None) -> datetime:
         key = (timezone or "", country or "")
@@ -117,12 +115,9 @@ class _NewEnrollments:
         self, lead: str, lead_key: str, timezone: str | None, country: str | None
     ) -> tuple[Any, ...]:
         """The same row in SQLite storage format (``lead`` is the stored hex id)."""
-        due = self.first_due(lead_key, timezone, country)
-        text = self.texts.get(due)
-        if text is None:
-            text = self.texts[due] = sqlite_instant(due)
+        due = self.instant(self.first_due(lead_key, timezone, country))
         name, version, stamp = self.sequence.name, self.version, self.stamp
-        return (ordered_hex(), lead, name, version, 0, 0, ACTIVE, text, stamp, stamp)
+        return (ordered_hex(), lead, name, version, 0, 0, ACTIVE, due, stamp, stamp)
 
 
 # (lead id as the database gives it, the lead's key for jitter, time zone, country)
@@ -133,36 +128,31 @@ def _candidates(
     conn: Connection, lead_ids: Sequence[uuid.UUID], sequence_name: str
 ) -> tuple[list[Candidate], int]:
     """The leads of ``lead_ids`` not live in the sequence yet, and how many are (skipped here, so
-    that re-running an enrollment is a read, not a thousand refused inserts)."""
+    that re-running an enrollment is a read, not a thousand refused inserts). On SQLite the ids
+    travel as one JSON array and come back as the stored hex, without per-value processing."""
     is_live = (
         select(ENROLLMENTS.c.id)
         .where(
             ENROLLMENTS.c.lead_id == LEADS.c.id,
             ENROLLMENTS.c.sequence_name == sequence_name,
-            ENROLLMENTS.c.state.in_(LIVE_ENROLLMENT_STATES),
+            # Constants written into the SQL, so that the partial index ``ux_enrollments_live`` applies.
+            ENROLLMENTS.c.state.in_(
+                bindparam("live", LIVE_ENROLLMENT_STATES, expanding=True, literal_execute=True)
+            ),
         )
         .exists()
     )
-    query = select(LEADS.c.id, LEADS.c.timezone, LEADS.c.country, is_live).where(LEADS.c.id.in_(lead_ids))
+    if conn.dialect.name == "sqlite":
+        wanted: Any = select(
+            func.json_each(json.dumps([lead.hex for lead in lead_ids])).table_valued("value")
+        )
+        lead_column: Any = type_coerce(LEADS.c.id, String)
+        key: Callable[[Any], str] = _dashed
+    else:
+        wanted, lead_column, key = lead_ids, LEADS.c.id, str
+    query = select(lead_column, LEADS.c.timezone, LEADS.c.country, is_live).where(LEADS.c.id.in_(wanted))
     rows = conn.execute(query).all()
-    candidates = [(lead, str(lead), zone, country) for lead, zone, country, live in rows if not live]
-    return candidates, len(rows) - len(candidates)
-
-
-# The live states are constants, written into the SQL so that the partial index applies.
-_SQLITE_CANDIDATES = (
-    "SELECT id, timezone, country, EXISTS (SELECT 1 FROM enrollments AS e WHERE e.lead_id = leads.id "
-    "AND e.sequence_name = ? AND e.state IN ({})) FROM leads WHERE id IN (SELECT value FROM json_each(?))"
-).format(", ".join(f"'{state}'" for state in LIVE_ENROLLMENT_STATES))
-
-
-def _sqlite_candidates(
-    conn: Connection, lead_ids: Sequence[uuid.UUID], sequence_name: str
-) -> tuple[list[Candidate], int]:
-    """``_candidates`` as SQL text: ids stay in their stored hex, the ids travel as one JSON array."""
-    params = (sequence_name, json.dumps([lead.hex for lead in lead_ids]))
-    rows = conn.exec_driver_sql(_SQLITE_CANDIDATES, params).fetchall()
-    candidates = [(lead, _dashed(lead), zone, country) for lead, zone, country, live in rows if not live]
+    candidates = [(lead, key(lead), zone, country) for lead, zone, country, live in rows if not live]
     return candidates, len(rows) - len(candidates)
 
 
