@@ -8,7 +8,12 @@ steps, with an in-process null provider. Measured side by side in one run:
   the client's one-time start-up is not counted);
 - **baseline**: a naive flow with one task run per message, on a smaller set (``--naive``);
 - **without Prefect**: the same engine called directly, with the same processes, over the same N
-  steps (the flow's overhead).
+  steps (the flow's overhead);
+- **one process**: the engine in one process over the same N steps, with its time per step in each
+  phase. ``--processes`` times its rate bounds what that many processes can reach: each runs the
+  same code on its own core, and they only lose to each other (SQLite's write lock, shared caches);
+- **the protocol's writes alone**: the database work of the exactly-once protocol as raw SQL
+  (``benchmarks.dispatch.raw_protocol``), the ceiling of SQLite's single writer.
 
 The tick runs ``--processes`` dispatcher processes (default: one per core; ``DispatchParams.processes``).
 """
@@ -51,7 +56,7 @@ from benchmarks.common import (  # noqa: E402
     peak_memory_mb,
     timed,
 )
-from benchmarks.dispatch import NOW, SEQUENCES, reset, setup  # noqa: E402
+from benchmarks.dispatch import NOW, SEQUENCES, raw_protocol, reset, setup  # noqa: E402
 from flows.dispatch import dispatch, dispatching_with, tick_dispatcher  # noqa: E402
 from flows.params import DispatchParams, load_settings  # noqa: E402
 from models.claims import ClaimedEnrollment  # noqa: E402
@@ -126,6 +131,9 @@ class BatchedRun:
     seconds: float
     task_runs: int
     direct_rate: float
+    one_rate: float
+    one_phases: dict[str, float]
+    protocol_rate: float
 
 
 def run_batched(url: str, engine: Engine, args: argparse.Namespace) -> BatchedRun:
@@ -157,7 +165,27 @@ def run_batched(url: str, engine: Engine, args: argparse.Namespace) -> BatchedRu
             )
         )
     assert direct == args.leads
-    return BatchedRun(report, seconds, count_task_runs(run_id), direct / direct_s)
+    reset(engine)
+    one_reports: list[DispatchReport] = []
+
+    def one_process() -> int:
+        one_reports.append(null_dispatcher(engine).dispatch_due(now=NOW))
+        return one_reports[-1].total_sent
+
+    with environment(url, args.batch):
+        one, one_s = timed(one_process)
+    assert one == args.leads
+    reset(engine)
+    protocol, protocol_s = timed(lambda: raw_protocol(engine))
+    return BatchedRun(
+        report,
+        seconds,
+        count_task_runs(run_id),
+        direct / direct_s,
+        one / one_s,
+        one_reports[0].per_step_us(),
+        protocol / protocol_s,
+    )
 
 
 def count_task_runs(run_id: UUID, timeout: float = 20.0) -> int:
@@ -194,6 +222,7 @@ def main_via_prefect(args: argparse.Namespace) -> None:
         naive_sent, naive_s = run_naive(naive_n, args.batch)
     report, seconds, direct_rate = batched.report, batched.seconds, batched.direct_rate
     value, base = report.total_sent / seconds, naive_sent / naive_s
+    bound = args.processes * batched.one_rate
     emit(
         args.json,
         {
@@ -207,6 +236,10 @@ def main_via_prefect(args: argparse.Namespace) -> None:
             "leads": args.leads,
             "without_prefect": round(direct_rate),
             "prefect_share": round(1 - value / direct_rate, 3),
+            "one_process": round(batched.one_rate),
+            "processes_bound": round(bound),
+            "protocol_writes_alone": round(batched.protocol_rate),
+            "one_process_us_per_step": {k: round(v, 1) for k, v in batched.one_phases.items()},
             "task_runs": batched.task_runs,
             "processes": args.processes,
             "peak_memory_mb": round(max(peak_memory_mb(), peak_child_memory_mb())),
@@ -219,6 +252,12 @@ def main_via_prefect(args: argparse.Namespace) -> None:
             f"{base:,.0f} steps/s",
             f"ratio batched/naive: {value / base:,.0f}x; "
             f"the engine alone, same processes (same run): {direct_rate:,.0f} steps/s",
+            f"the engine in one process (same run): {batched.one_rate:,.0f} steps/s; "
+            f"{args.processes} x one process = {bound:,.0f} steps/s, the most {args.processes} "
+            "processes can reach",
+            "one process, µs per step: " + ", ".join(f"{k} {v:.1f}" for k, v in batched.one_phases.items()),
+            f"the protocol's writes alone (raw SQL, 4 commits a batch, same run): "
+            f"{batched.protocol_rate:,.0f} steps/s",
             f"report: {report.summary()}",
         ],
     )
