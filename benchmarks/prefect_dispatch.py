@@ -131,9 +131,33 @@ class BatchedRun:
     seconds: float
     task_runs: int
     direct_rate: float
+
+
+@dataclass
+class AloneRun:
+    """The engine in one process and the protocol's writes alone, measured before any Prefect
+    server or client thread exists in this process."""
+
     one_rate: float
     one_phases: dict[str, float]
     protocol_rate: float
+
+
+def run_alone(url: str, engine: Engine, args: argparse.Namespace) -> AloneRun:
+    """One dispatcher process over the N steps, then the protocol's writes alone (then reset)."""
+    reports: list[DispatchReport] = []
+
+    def one_process() -> int:
+        reports.append(null_dispatcher(engine).dispatch_due(now=NOW))
+        return reports[-1].total_sent
+
+    with environment(url, args.batch):
+        one, one_s = timed(one_process)
+    assert one == args.leads, f"sent {one} of {args.leads}: {reports[0].summary()}"
+    reset(engine)
+    protocol, protocol_s = timed(lambda: raw_protocol(engine))
+    reset(engine)
+    return AloneRun(one / one_s, reports[0].per_step_us(), protocol / protocol_s)
 
 
 def run_batched(url: str, engine: Engine, args: argparse.Namespace) -> BatchedRun:
@@ -165,27 +189,7 @@ def run_batched(url: str, engine: Engine, args: argparse.Namespace) -> BatchedRu
             )
         )
     assert direct == args.leads
-    reset(engine)
-    one_reports: list[DispatchReport] = []
-
-    def one_process() -> int:
-        one_reports.append(null_dispatcher(engine).dispatch_due(now=NOW))
-        return one_reports[-1].total_sent
-
-    with environment(url, args.batch):
-        one, one_s = timed(one_process)
-    assert one == args.leads
-    reset(engine)
-    protocol, protocol_s = timed(lambda: raw_protocol(engine))
-    return BatchedRun(
-        report,
-        seconds,
-        count_task_runs(run_id),
-        direct / direct_s,
-        one / one_s,
-        one_reports[0].per_step_us(),
-        protocol / protocol_s,
-    )
+    return BatchedRun(report, seconds, count_task_runs(run_id), direct / direct_s)
 
 
 def count_task_runs(run_id: UUID, timeout: float = 20.0) -> int:
@@ -214,6 +218,7 @@ def main_via_prefect(args: argparse.Namespace) -> None:
     """Measure and print (or emit JSON): the batched tick, the naive flow, the engine alone."""
     naive_n = int(getattr(args, "naive", None) or NAIVE_DEFAULT)
     url, engine = prepared("dispatch-prefect", args.leads)
+    alone = run_alone(url, engine, args)
     with (
         prefect_test_harness(server_startup_timeout=60),
         temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
@@ -222,7 +227,7 @@ def main_via_prefect(args: argparse.Namespace) -> None:
         naive_sent, naive_s = run_naive(naive_n, args.batch)
     report, seconds, direct_rate = batched.report, batched.seconds, batched.direct_rate
     value, base = report.total_sent / seconds, naive_sent / naive_s
-    bound = args.processes * batched.one_rate
+    bound = args.processes * alone.one_rate
     emit(
         args.json,
         {
@@ -236,10 +241,10 @@ def main_via_prefect(args: argparse.Namespace) -> None:
             "leads": args.leads,
             "without_prefect": round(direct_rate),
             "prefect_share": round(1 - value / direct_rate, 3),
-            "one_process": round(batched.one_rate),
+            "one_process": round(alone.one_rate),
             "processes_bound": round(bound),
-            "protocol_writes_alone": round(batched.protocol_rate),
-            "one_process_us_per_step": {k: round(v, 1) for k, v in batched.one_phases.items()},
+            "protocol_writes_alone": round(alone.protocol_rate),
+            "one_process_us_per_step": {k: round(v, 1) for k, v in alone.one_phases.items()},
             "task_runs": batched.task_runs,
             "processes": args.processes,
             "peak_memory_mb": round(max(peak_memory_mb(), peak_child_memory_mb())),
@@ -252,12 +257,12 @@ def main_via_prefect(args: argparse.Namespace) -> None:
             f"{base:,.0f} steps/s",
             f"ratio batched/naive: {value / base:,.0f}x; "
             f"the engine alone, same processes (same run): {direct_rate:,.0f} steps/s",
-            f"the engine in one process (same run): {batched.one_rate:,.0f} steps/s; "
+            f"the engine in one process (same run): {alone.one_rate:,.0f} steps/s; "
             f"{args.processes} x one process = {bound:,.0f} steps/s, the most {args.processes} "
             "processes can reach",
-            "one process, µs per step: " + ", ".join(f"{k} {v:.1f}" for k, v in batched.one_phases.items()),
+            "one process, µs per step: " + ", ".join(f"{k} {v:.1f}" for k, v in alone.one_phases.items()),
             f"the protocol's writes alone (raw SQL, 4 commits a batch, same run): "
-            f"{batched.protocol_rate:,.0f} steps/s",
+            f"{alone.protocol_rate:,.0f} steps/s",
             f"report: {report.summary()}",
         ],
     )
