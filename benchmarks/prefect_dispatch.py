@@ -215,7 +215,8 @@ def run_naive(count: int, batch: int) -> tuple[int, float]:
 
 
 def main_via_prefect(args: argparse.Namespace) -> None:
-    """Measure and print (or emit JSON): the batched tick, the naive flow, the engine alone."""
+    """Measure and print (or emit JSON): one process and the protocol alone (before any Prefect
+    thread exists), then the batched tick, the engine alone and the naive flow."""
     naive_n = int(getattr(args, "naive", None) or NAIVE_DEFAULT)
     url, engine = prepared("dispatch-prefect", args.leads)
     alone = run_alone(url, engine, args)
