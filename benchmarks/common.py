@@ -21,6 +21,7 @@ from channels.base import ChannelKind, EmailMessage, SendOutcome, SendResult, Sm
 from models.db import dispose_engine, make_engine, upgrade
 from models.ids import ordered_id
 from models.tables import Lead
+from spirale.dispatch.report import DispatchReport
 
 LEADS: Table = Lead.__table__  # type: ignore[attr-defined]
 BENCH_DIR = Path("var") / "bench"
@@ -111,6 +112,15 @@ def timed(fn: Callable[[], int]) -> tuple[int, float]:
     start = time.perf_counter()
     items = fn()
     return items, time.perf_counter() - start
+
+
+def timed_tick(tick: Callable[[], DispatchReport], expected: int) -> tuple[DispatchReport, float]:
+    """Run a dispatch tick that must send ``expected`` steps; return its report and its seconds."""
+    start = time.perf_counter()
+    report = tick()
+    seconds = time.perf_counter() - start
+    assert report.total_sent == expected, f"sent {report.total_sent} of {expected}: {report.summary()}"
+    return report, seconds
 
 
 def median(values: Sequence[float]) -> float:

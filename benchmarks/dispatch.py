@@ -32,6 +32,7 @@ from benchmarks.common import (
     peak_child_memory_mb,
     peak_memory_mb,
     timed,
+    timed_tick,
 )
 from models.bulk import insert_sqlite_values, sqlite_instant
 from models.claims import claim_due
@@ -216,31 +217,19 @@ def main() -> None:
     )
     channels = null_channels(settings)
     dispatcher = Dispatcher(engine=engine, catalog=catalog, channels=channels, settings=settings)
-    reports = []
-
-    def one_process() -> int:
-        report = dispatcher.dispatch_due(now=NOW)
-        reports.append(report)
-        return report.total_sent
-
-    def several_processes() -> int:
-        report = dispatch_in_processes(settings, now=NOW, processes=args.processes, channels=null_channels)
-        reports.append(report)
-        return report.total_sent
-
-    single_n, single_s = timed(one_process)
+    single_report, single_s = timed_tick(lambda: dispatcher.dispatch_due(now=NOW), args.leads)
     reset(engine)
-    sent, real_s = timed(several_processes)
-    for report, count in zip(reports, (single_n, sent), strict=True):
-        assert count == args.leads, f"sent {count} of {args.leads}: {report.summary()}"
-    report = reports[-1]
+    report, real_s = timed_tick(
+        lambda: dispatch_in_processes(settings, now=NOW, processes=args.processes, channels=null_channels),
+        args.leads,
+    )
     floor_line = (
         [f"the protocol's writes alone (raw SQL, 4 commits a batch, same run): {floor:,.0f} steps/s"]
         if floor
         else []
     )
-    phases = reports[0].per_step_us()
-    value, base, single = sent / real_s, raw_n / raw_s, single_n / single_s
+    phases = single_report.per_step_us()
+    value, base, single = args.leads / real_s, raw_n / raw_s, args.leads / single_s
     memory = max(peak_memory_mb(), peak_child_memory_mb())
     emit(
         args.json,
@@ -262,9 +251,9 @@ def main() -> None:
             "sent": dict(report.sent),
         },
         [
-            f"dispatch, {args.processes} processes: {sent:,} due steps in {real_s:.1f} s = "
+            f"dispatch, {args.processes} processes: {args.leads:,} due steps in {real_s:.1f} s = "
             f"{value:,.0f} steps/s (target {TARGET:,})",
-            f"dispatch, one process (same run): {single_n:,} in {single_s:.1f} s = {single:,.0f} steps/s",
+            f"dispatch, one process (same run): {args.leads:,} in {single_s:.1f} s = {single:,.0f} steps/s",
             f"baseline raw claim+advance (same run): {raw_n:,} rows in {raw_s:.1f} s = {base:,.0f} rows/s",
             *floor_line,
             f"ratio dispatch/baseline: {value / base:.2f} ({args.processes} processes), "

@@ -55,6 +55,7 @@ from benchmarks.common import (  # noqa: E402
     peak_child_memory_mb,
     peak_memory_mb,
     timed,
+    timed_tick,
 )
 from benchmarks.dispatch import NOW, SEQUENCES, raw_protocol, reset, setup  # noqa: E402
 from flows.dispatch import dispatch, dispatching_with, tick_dispatcher  # noqa: E402
@@ -145,19 +146,12 @@ class AloneRun:
 
 def run_alone(url: str, engine: Engine, args: argparse.Namespace) -> AloneRun:
     """One dispatcher process over the N steps, then the protocol's writes alone (then reset)."""
-    reports: list[DispatchReport] = []
-
-    def one_process() -> int:
-        reports.append(null_dispatcher(engine).dispatch_due(now=NOW))
-        return reports[-1].total_sent
-
     with environment(url, args.batch):
-        one, one_s = timed(one_process)
-    assert one == args.leads, f"sent {one} of {args.leads}: {reports[0].summary()}"
+        one, one_s = timed_tick(lambda: null_dispatcher(engine).dispatch_due(now=NOW), args.leads)
     reset(engine)
     protocol, protocol_s = timed(lambda: raw_protocol(engine))
     reset(engine)
-    return AloneRun(one / one_s, reports[0].per_step_us(), protocol / protocol_s)
+    return AloneRun(args.leads / one_s, one.per_step_us(), protocol / protocol_s)
 
 
 def run_batched(url: str, engine: Engine, args: argparse.Namespace) -> BatchedRun:
@@ -181,15 +175,11 @@ def run_batched(url: str, engine: Engine, args: argparse.Namespace) -> BatchedRu
     reset(engine)
     with environment(url, args.batch):
         settings = load_settings()
-        direct, direct_s = timed(
-            lambda: (
-                dispatch_in_processes(
-                    settings, now=NOW, processes=processes, channels=null_channels
-                ).total_sent
-            )
+        _, direct_s = timed_tick(
+            lambda: dispatch_in_processes(settings, now=NOW, processes=processes, channels=null_channels),
+            args.leads,
         )
-    assert direct == args.leads
-    return BatchedRun(report, seconds, count_task_runs(run_id), direct / direct_s)
+    return BatchedRun(report, seconds, count_task_runs(run_id), args.leads / direct_s)
 
 
 def count_task_runs(run_id: UUID, timeout: float = 20.0) -> int:

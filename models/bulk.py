@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from operator import itemgetter
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -34,6 +34,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
+
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
 def sqlite_instant(value: datetime) -> str:
@@ -56,23 +59,33 @@ def sqlite_value(value: Any) -> Any:
     raise TypeError(f"cannot store {kind.__name__} {value!r} in SQLite")
 
 
-class SqliteWriter:
-    """Formats aware datetimes in SQLite's storage format (``sqlite_instant``), each distinct
-    instant once: a batch writes a handful of them (``now``, a few due times) across thousands of
-    rows. :class:`SqliteReader` is the way back."""
+class _OncePerValue(Generic[In, Out]):
+    """Converts values with ``convert``, each distinct value once (``None`` stays ``None``): a
+    batch shares a handful of instants (``now``, a few due times) across thousands of rows."""
 
-    __slots__ = ("_texts",)
+    __slots__ = ("_convert", "_done")
 
-    def __init__(self) -> None:
-        self._texts: dict[datetime, str] = {}
+    def __init__(self, convert: Callable[[In], Out]) -> None:
+        self._convert = convert
+        self._done: dict[In, Out] = {}
 
-    def instant(self, value: datetime | None) -> str | None:
+    def instant(self, value: In | None) -> Out | None:
         if value is None:
             return None
-        text = self._texts.get(value)
-        if text is None:
-            text = self._texts[value] = sqlite_instant(value)
-        return text
+        converted = self._done.get(value)
+        if converted is None:
+            converted = self._done[value] = self._convert(value)
+        return converted
+
+
+class SqliteWriter(_OncePerValue[datetime, str]):
+    """Aware datetimes to SQLite's storage format (``sqlite_instant``). :class:`SqliteReader`
+    is the way back."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(sqlite_instant)
 
 
 class _Converter:
@@ -106,23 +119,18 @@ class _Converter:
         return tuple(values)
 
 
-class SqliteReader:
-    """Turns SQLite's datetime text back into the aware UTC datetimes SQLAlchemy returns for our
-    column type. A batch reads a handful of distinct instants (the due time of a thousand rows,
-    ``now``), so each text is parsed once."""
+class SqliteReader(_OncePerValue[str, datetime]):
+    """SQLite's datetime text back to the aware UTC datetimes SQLAlchemy returns for our column
+    type."""
 
-    __slots__ = ("_instants",)
+    __slots__ = ()
 
     def __init__(self) -> None:
-        self._instants: dict[str, datetime] = {}
+        super().__init__(_utc_instant)
 
-    def instant(self, text: str | None) -> datetime | None:
-        if text is None:
-            return None
-        value = self._instants.get(text)
-        if value is None:
-            value = self._instants[text] = datetime.fromisoformat(text).replace(tzinfo=UTC)
-        return value
+
+def _utc_instant(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 def _hex(value: uuid.UUID | None) -> str | None:
